@@ -230,9 +230,14 @@ def generate_shapes_dataset(
     for split in SPLITS:
         rng = random.Random(f"shapesvqa:{seed}:{split}")  # str seeds hash stably (SHA-512)
         scenes, records = _generate_split(
-            rng, split, sizes[split], image_size, questions_per_scene,
-            (min_objects, max_objects), seen,
-        )  # fmt: skip
+            rng,
+            split,
+            num_questions=sizes[split],
+            image_size=image_size,
+            questions_per_scene=questions_per_scene,
+            num_objects=(min_objects, max_objects),
+            seen=seen,
+        )
         for scene in scenes:
             save_png(render_scene(scene), out_dir / scene.image)
         _write_json(out_dir / f"{split}.json", records)
@@ -282,18 +287,17 @@ _EXAMPLES: tuple[tuple[str, list[tuple[str, str, str, float, float]]], ...] = (
 
 def example_scenes(image_size: int = 64) -> list[Scene]:
     """The fixed example scenes (see :func:`write_example_images`)."""
-    large = diameters(image_size, "large")
+    # A mid-range large diameter, and the (only) small one.
+    diameter = {size: diameters(image_size, size) for size in SIZES}
+    diameter = {size: values[len(values) // 2] for size, values in diameter.items()}
+    last = image_size - 1
+    gap = object_gap(image_size)
     scenes = []
     for name, specs in _EXAMPLES:
         objects = tuple(
-            SceneObject(
-                shape, colour, size,
-                round(fx * (image_size - 1)), round(fy * (image_size - 1)),
-                large[len(large) // 2] if size == "large" else diameters(image_size, size)[0],
-            )
+            SceneObject(shape, colour, size, round(fx * last), round(fy * last), diameter[size])
             for shape, colour, size, fx, fy in specs
-        )  # fmt: skip
-        gap = object_gap(image_size)
+        )
         if not all(boxes_apart(a, b, gap) for i, a in enumerate(objects) for b in objects[i + 1 :]):
             raise ValueError(f"example {name!r} overlaps at image_size={image_size}")
         scenes.append(Scene(f"example_{name}", image_size, objects))

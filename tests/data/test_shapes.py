@@ -192,9 +192,8 @@ def test_scenes_are_valid_and_images_match(dataset: Path) -> None:
 def test_question_types_and_answers_are_balanced(dataset: Path) -> None:
     records = load(dataset, "train.json")
     types = Counter(r["question_type"] for r in records)
-    assert set(types) == {
-        "existence", "colour", "shape", "count", "position", "relation", "fine_detail"
-    }  # fmt: skip
+    expected = {"existence", "colour", "shape", "count", "position", "relation", "fine_detail"}
+    assert set(types) == expected
     assert max(types.values()) - min(types.values()) <= 3, types
     for qtype in ("existence", "relation"):
         answers = Counter(r["answer"] for r in records if r["question_type"] == qtype)
