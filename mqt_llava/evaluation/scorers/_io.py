@@ -1,0 +1,116 @@
+"""Reading answer and annotation files, with errors that say which file, line and expectation.
+
+The answer files are LLaVA-1.5's evaluation format: JSONL, one record per line,
+``{"question_id": ..., "prompt": ..., "text": <model answer>, "answer_id": ..., "model_id": ...,
+"metadata": {}}``. Question ids are compared as strings everywhere, because the official files
+mix integer ids (VQAv2, MMBench) and string ids (GQA, ScienceQA).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class AnnotationFormatError(ValueError):
+    """An answer, question or annotation file is not in the format its scorer reads."""
+
+
+def format_error(path: Path, message: str, line: int | None = None) -> AnnotationFormatError:
+    """Builds an `AnnotationFormatError` whose message starts with ``path[:line]:``."""
+    where = f"{path}:{line}" if line is not None else str(path)
+    return AnnotationFormatError(f"{where}: {message}")
+
+
+def read_json(path: Path) -> Any:
+    """Parses a whole-file JSON document.
+
+    Raises:
+        AnnotationFormatError: The file is not valid JSON (the message gives the line).
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise format_error(path, f"not valid JSON ({err.msg})", err.lineno) from None
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """Parses a JSONL file into ``(line number, object)`` pairs, skipping blank lines.
+
+    Raises:
+        AnnotationFormatError: A line is not valid JSON or not a JSON object.
+    """
+    records = []
+    with open(path, encoding="utf-8") as file:
+        for lineno, line in enumerate(file, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise format_error(path, f"not valid JSON ({err.msg})", lineno) from None
+            if not isinstance(record, dict):
+                raise format_error(path, f"expected a JSON object, got {record!r:.60}", lineno)
+            records.append((lineno, record))
+    return records
+
+
+def require_keys(
+    record: dict[str, Any], keys: tuple[str, ...], path: Path, line: int | None
+) -> None:
+    """Raises an `AnnotationFormatError` naming the keys ``record`` lacks."""
+    missing = [key for key in keys if key not in record]
+    if missing:
+        raise format_error(
+            path, f"expected keys {list(keys)}, missing {missing} in {record!r:.120}", line
+        )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One line of an answer file.
+
+    Attributes:
+        question_id: The record's ``question_id`` as a string.
+        text: The model's answer.
+        prompt: The prompt the answer was generated from ("" when the record has none).
+        line: The 1-based line number in the answer file, for error messages.
+    """
+
+    question_id: str
+    text: str
+    prompt: str
+    line: int
+
+
+def read_answers(path: Path) -> dict[str, Answer]:
+    """Reads a LLaVA-1.5 answer file (JSONL) into a dict keyed by question id.
+
+    Raises:
+        AnnotationFormatError: A line is not JSON, lacks ``question_id`` / ``text``, has a
+            non-string ``text``, or repeats an earlier line's question id.
+    """
+    answers: dict[str, Answer] = {}
+    for lineno, record in read_jsonl(path):
+        require_keys(record, ("question_id", "text"), path, lineno)
+        if not isinstance(record["text"], str):
+            raise format_error(
+                path, f"expected 'text' to be a string, got {record['text']!r}", lineno
+            )
+        qid = str(record["question_id"])
+        if qid in answers:
+            raise format_error(
+                path, f"question_id {qid!r} already answered on line {answers[qid].line}", lineno
+            )
+        prompt = record.get("prompt")
+        answers[qid] = Answer(
+            qid, record["text"], prompt if isinstance(prompt, str) else "", lineno
+        )
+    return answers
+
+
+def percent(correct: float, total: int) -> float:
+    """``100 * correct / total``, or 0.0 for an empty set (the scripts divide by 0)."""
+    return 100.0 * correct / total if total else 0.0
