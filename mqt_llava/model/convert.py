@@ -265,7 +265,7 @@ def _resolve_tower(src: Path, name: str) -> Path | None:
 
 
 def _load_tower(src: Path, release: dict, state: dict, vision_tower: str | None):
-    """The CLIP tower (in this `transformers`' layout), its image processor and where it came from."""
+    """The CLIP tower (current `transformers` layout), its image processor, and its source."""
     name = vision_tower or release.get("mm_vision_tower")
     copy = {k[len(TOWER_PREFIX) :]: v for k, v in state.items() if k.startswith(TOWER_PREFIX)}
     local = _resolve_tower(src, name) if name else None

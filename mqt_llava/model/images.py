@@ -5,12 +5,11 @@ from __future__ import annotations
 import io
 from os import PathLike
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ImageInput = Union[str, PathLike, bytes, Image.Image, np.ndarray]
+ImageInput = str | PathLike | bytes | Image.Image | np.ndarray
 
 # Pillow refuses images above twice this many pixels before decoding them (decompression bombs);
 # above it, once, it only warns. We turn the warning into a refusal too.
@@ -66,8 +65,8 @@ def _decode(stream, source: str) -> Image.Image:
             width, height = img.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise InvalidImageError(
-                    f"{source}: {width}x{height} pixels is more than the {MAX_IMAGE_PIXELS} accepted; "
-                    "downscale the image first."
+                    f"{source}: {width}x{height} pixels is more than the {MAX_IMAGE_PIXELS} "
+                    "accepted; downscale the image first."
                 )
             img.load()
             return to_rgb(img)

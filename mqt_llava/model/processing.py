@@ -32,8 +32,6 @@ class MQTLlavaProcessor(ProcessorMixin):
     """
 
     attributes = ["image_processor", "tokenizer"]
-    image_processor_class = "AutoImageProcessor"
-    tokenizer_class = "AutoTokenizer"
 
     def __init__(
         self,
@@ -147,7 +145,7 @@ class MQTLlavaProcessor(ProcessorMixin):
             num_visual_tokens, len(flat_images), self.num_queries, self.num_visual_tokens
         )
         ids, start = [], 0
-        for prompt, count in zip(prompts, counts):
+        for prompt, count in zip(prompts, counts, strict=True):
             ids.append(self.tokenize_prompt(prompt, budgets[start : start + count]))
             start += count
         self._check_length(ids)
@@ -178,7 +176,7 @@ class MQTLlavaProcessor(ProcessorMixin):
             attention_mask[row, span] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
-    # -- prompts and decoding -----------------------------------------------------------------------
+    # -- prompts and decoding ---------------------------------------------------------------------
     def build_prompt(
         self,
         question: str,

@@ -82,7 +82,7 @@ class PackedCrossAttention(nn.Module):
         self.out_proj = nn.Linear(embed_dim, embed_dim)
 
     def _split_heads(self, x: torch.Tensor, batch: int) -> torch.Tensor:
-        # (B or 1, L, C) -> (B, heads, L, C / heads); a shared (1, L, C) input is expanded, not copied
+        # (B or 1, L, C) -> (B, heads, L, C / heads); a shared (1, L, C) input is expanded
         x = x.unflatten(-1, (self.num_heads, -1)).transpose(-3, -2)
         return x.expand(batch, *x.shape[1:])
 
@@ -205,7 +205,8 @@ class MatryoshkaQueryTransformer(nn.Module):
         """
         if not 1 <= num_visual_tokens <= self.num_queries:
             raise ValueError(
-                f"num_visual_tokens must be between 1 and {self.num_queries}, got {num_visual_tokens}."
+                f"num_visual_tokens must be between 1 and {self.num_queries}, "
+                f"got {num_visual_tokens}."
             )
         m = num_visual_tokens
         dtype = image_features.dtype
