@@ -27,7 +27,7 @@ from transformers import (
     LlamaConfig,
 )
 
-from .configuration import CLIP_L_336_VISION_KWARGS, MQTLlavaConfig
+from .configuration import CLIP_L_336_VISION_KWARGS, MQTLlavaConfig, check_num_visual_tokens
 from .processing import MQTLlavaProcessor
 
 CONNECTOR_PREFIX = "model.query_abstractor."
@@ -120,6 +120,8 @@ def convert_checkpoint(
         )
     m, c = connector["query"].shape
     d = connector["proj"].shape[1]
+    if num_visual_tokens is not None:
+        check_num_visual_tokens(num_visual_tokens, m, name="--num-visual-tokens")
 
     tower_model, image_processor, tower_source = _load_tower(src, release, state, vision_tower)
     if tower_model.config.hidden_size != c:
