@@ -11,7 +11,8 @@ from pathlib import Path
 
 from mqt_llava.evaluation.scorers import gqa, mmbench, mme, multiple_choice, pope, scienceqa, vqa
 
-ScoreFiles = Callable[[Path, Path, "Path | None"], dict]
+# (answers, annotations, questions or None) -> metrics
+ScoreFiles = Callable[[Path, Path, Path | None], dict]
 
 SCORERS: dict[str, ScoreFiles] = {
     "gqa": gqa.score_gqa_files,

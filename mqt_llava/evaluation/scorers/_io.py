@@ -61,6 +61,10 @@ def require_keys(
     record: dict[str, Any], keys: tuple[str, ...], path: Path, line: int | None
 ) -> None:
     """Raises an `AnnotationFormatError` naming the keys ``record`` lacks."""
+    if not isinstance(record, dict):
+        raise format_error(
+            path, f"expected an object with keys {list(keys)}, got {record!r:.60}", line
+        )
     missing = [key for key in keys if key not in record]
     if missing:
         raise format_error(
@@ -85,29 +89,43 @@ class Answer:
     line: int
 
 
+def read_answer_list(path: Path) -> list[Answer]:
+    """Reads a LLaVA-1.5 answer file (JSONL) in file order, repeated question ids allowed.
+
+    Raises:
+        AnnotationFormatError: A line is not JSON, lacks ``question_id`` / ``text`` or has a
+            non-string ``text``.
+    """
+    out = []
+    for lineno, record in read_jsonl(path):
+        require_keys(record, ("question_id", "text"), path, lineno)
+        text, prompt = record["text"], record.get("prompt")
+        if not isinstance(text, str):
+            raise format_error(path, f"expected 'text' to be a string, got {text!r}", lineno)
+        out.append(
+            Answer(
+                str(record["question_id"]), text, prompt if isinstance(prompt, str) else "", lineno
+            )
+        )
+    return out
+
+
 def read_answers(path: Path) -> dict[str, Answer]:
     """Reads a LLaVA-1.5 answer file (JSONL) into a dict keyed by question id.
 
     Raises:
-        AnnotationFormatError: A line is not JSON, lacks ``question_id`` / ``text``, has a
-            non-string ``text``, or repeats an earlier line's question id.
+        AnnotationFormatError: As `read_answer_list`, or a line repeats an earlier question id.
     """
     answers: dict[str, Answer] = {}
-    for lineno, record in read_jsonl(path):
-        require_keys(record, ("question_id", "text"), path, lineno)
-        if not isinstance(record["text"], str):
+    for answer in read_answer_list(path):
+        if answer.question_id in answers:
+            first = answers[answer.question_id].line
             raise format_error(
-                path, f"expected 'text' to be a string, got {record['text']!r}", lineno
+                path,
+                f"question_id {answer.question_id!r} already answered on line {first}",
+                answer.line,
             )
-        qid = str(record["question_id"])
-        if qid in answers:
-            raise format_error(
-                path, f"question_id {qid!r} already answered on line {answers[qid].line}", lineno
-            )
-        prompt = record.get("prompt")
-        answers[qid] = Answer(
-            qid, record["text"], prompt if isinstance(prompt, str) else "", lineno
-        )
+        answers[answer.question_id] = answer
     return answers
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mqt_llava.evaluation.scorers._io import format_error, read_answers
+from mqt_llava.evaluation.scorers._io import format_error, read_answer_list
 
 PERCEPTION = (
     "existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark",
@@ -123,7 +123,8 @@ def score_mme_files(answers: Path, annotations: Path, questions: Path | None = N
     """
     gt = load_mme_ground_truth(annotations)
     records = []
-    for qid, answer in read_answers(answers).items():
+    for answer in read_answer_list(answers):  # both questions of an image share its id
+        qid = answer.question_id
         subtask = qid.split("/")[0]
         txt = qid.split("/")[-1].split(".")[0] + ".txt"
         prompt = answer.prompt

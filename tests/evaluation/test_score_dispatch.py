@@ -1,0 +1,98 @@
+"""The `score` entry point: dispatch, error messages, no model import."""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+import mqt_llava.evaluation
+from mqt_llava.evaluation import SCORERS, AnnotationFormatError, score
+
+
+@pytest.fixture
+def gqa_files(write_json, write_answers):
+    gold = write_json("gqa.json", {"1": {"answer": "cat", "types": {"structural": "query"}}})
+    return write_answers("a.jsonl", [("1", "Cat.")]), gold
+
+
+def test_dispatch_and_aliases(gqa_files):
+    answers, gold = gqa_files
+    result = score("GQA", answers, gold)
+    json.dumps(result)  # the CLI prints it as JSON
+    assert result == {
+        "benchmark": "gqa", "accuracy": 100.0, "binary": 0.0, "open": 100.0, "n": 1, "missing": 0,
+    }  # fmt: skip
+
+
+def test_alias_names_resolve():
+    from mqt_llava.evaluation.score import _canonical
+
+    assert _canonical("Science_QA") == "scienceqa"
+    assert _canonical("SQA") == "scienceqa"
+    assert _canonical("SEED-Bench") == "seed"
+    assert _canonical("VQAv2") == "vqav2"
+
+
+def test_unknown_benchmark_lists_the_supported_ones(gqa_files):
+    with pytest.raises(ValueError, match="unknown benchmark 'okvqa'; supported: gqa, mmbench"):
+        score("okvqa", *gqa_files)
+    assert set(SCORERS) == {
+        "gqa", "mmbench", "mme", "mmmu", "pope", "scienceqa", "seed", "textvqa", "vizwiz", "vqav2",
+    }  # fmt: skip
+
+
+def test_missing_path_names_the_flag(gqa_files, tmp_path):
+    answers, _ = gqa_files
+    with pytest.raises(FileNotFoundError, match=r"--annotations .*nope\.json"):
+        score("gqa", answers, tmp_path / "nope.json")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", r"a\.jsonl:2: not valid JSON"),
+        ('["a list"]', r"a\.jsonl:2: expected a JSON object"),
+        (
+            '{"question_id": 2}',
+            r"a\.jsonl:2: expected keys \['question_id', 'text'\], missing \['text'\]",
+        ),
+        ('{"question_id": 2, "text": 3}', r"a\.jsonl:2: expected 'text' to be a string"),
+        (
+            '{"question_id": "1", "text": "dog"}',
+            r"a\.jsonl:2: question_id '1' already answered on line 1",
+        ),
+    ],
+)
+def test_malformed_answer_lines_name_file_and_line(tmp_path, write_json, line, message):
+    gold = write_json("gqa.json", {"1": {"answer": "cat"}, "2": {"answer": "dog"}})
+    answers = tmp_path / "a.jsonl"
+    answers.write_text(json.dumps({"question_id": "1", "text": "cat"}) + "\n" + line + "\n")
+    with pytest.raises(AnnotationFormatError, match=message):
+        score("gqa", answers, gold)
+
+
+def test_malformed_annotation_file(tmp_path, write_answers):
+    gold = tmp_path / "gqa.json"
+    gold.write_text('{"1": {"answer": "cat"},\n oops}')
+    with pytest.raises(AnnotationFormatError, match=r"gqa\.json:2: not valid JSON"):
+        score("gqa", write_answers("a.jsonl", [("1", "cat")]), gold)
+
+
+def test_scorers_import_no_model_code():
+    # Scorers must stay pure: nothing under mqt_llava/evaluation imports torch, transformers or
+    # the model / inference layers. (Checked on the source, since the top-level package may
+    # import the model eagerly.)
+    forbidden = ("torch", "transformers", "mqt_llava.model", "mqt_llava.inference")
+    package = Path(mqt_llava.evaluation.__file__).parent
+    for source in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{source}: relative import"
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(forbidden), f"{source} imports {name}"
