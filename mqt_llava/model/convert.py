@@ -254,6 +254,8 @@ def _text_config(release: dict) -> LlamaConfig:
         and not k.startswith(("mm_", "tune_", "freeze_"))
         and (fields is None or k in fields)
     }
+    if kwargs.get("rope_scaling") is None:
+        kwargs.pop("rope_scaling", None)  # explicit null is deprecated in transformers 5
     if release.get("torch_dtype"):
         kwargs["dtype"] = release["torch_dtype"]
     return LlamaConfig(**kwargs)

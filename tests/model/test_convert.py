@@ -27,7 +27,9 @@ def test_stage_one_query_abstractor_bin(fixture_dir, tmp_path):
         assert torch.equal(connector.pos_embed, stage1["model.query_abstractor.pos_embed"].float())
 
 
-def test_tower_from_its_folder_when_the_checkpoint_has_no_copy(fixture_dir, converted_dir, tmp_path):
+def test_tower_from_its_folder_when_the_checkpoint_has_no_copy(
+    fixture_dir, converted_dir, tmp_path
+):
     src = tmp_path / "release"
     shutil.copytree(fixture_dir / "checkpoint", src / "checkpoint")
     shutil.copytree(fixture_dir / "vision_tower", src / "vision_tower")

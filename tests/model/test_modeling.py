@@ -1,11 +1,11 @@
-"""The composite model on tiny configs: budgets, merging, generation, save/load, dtypes, backbones."""
+"""The composite model on tiny configs: budgets, merging, generation, save/load, dtypes."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import build_tiny
 from PIL import Image
+from tiny_models import build_tiny
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 
 from mqt_llava.model import MQTLlavaForConditionalGeneration
@@ -30,7 +30,9 @@ def test_backbone_pairs_forward_loss_and_generate(vision, text):
     out.loss.backward()  # gradients reach the vision tower (nothing runs under no-grad)
     assert model.vision_tower.get_input_embeddings().weight.grad is not None
     assert model.connector.query.grad is not None
-    gen_inputs = processor(images=_images(1), text=processor.build_prompt("Hi?"), num_visual_tokens=4)
+    gen_inputs = processor(
+        images=_images(1), text=processor.build_prompt("Hi?"), num_visual_tokens=4
+    )
     generated = model.generate(**gen_inputs, max_new_tokens=3, do_sample=False)
     assert generated.shape[1] == gen_inputs["input_ids"].shape[1] + 3
 
@@ -48,7 +50,9 @@ def test_prefix_property_of_image_features(key_source):
 def test_mixed_budgets_equal_each_sample_alone(tiny):
     model, processor = tiny
     images = _images(3)
-    prompts = [processor.build_prompt(q) for q in ("What is it?", "Colour?", "Is there a big square?")]
+    prompts = [
+        processor.build_prompt(q) for q in ("What is it?", "Colour?", "Is there a big square?")
+    ]
     budgets = [2, 16, 7]
     batch = processor(images=images, text=prompts, num_visual_tokens=budgets, padding_side="right")
     with torch.no_grad():
@@ -64,7 +68,10 @@ def test_mixed_budgets_equal_each_sample_alone(tiny):
 def test_batched_left_padded_generation_equals_single(tiny):
     model, processor = tiny
     images = _images(2, seed=3)
-    prompts = [processor.build_prompt("Describe the picture in detail."), processor.build_prompt("Hi")]
+    prompts = [
+        processor.build_prompt("Describe the picture in detail."),
+        processor.build_prompt("Hi"),
+    ]
     batch = processor(images=images, text=prompts, num_visual_tokens=[5, 9], padding_side="left")
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=6, do_sample=False)
@@ -95,7 +102,9 @@ def test_save_load_round_trip_is_exact(tiny, tmp_path):
     processor.save_pretrained(tmp_path)
     loaded = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
     assert isinstance(loaded, MQTLlavaForConditionalGeneration)
-    assert isinstance(AutoModelForCausalLM.from_pretrained(tmp_path), MQTLlavaForConditionalGeneration)
+    assert isinstance(
+        AutoModelForCausalLM.from_pretrained(tmp_path), MQTLlavaForConditionalGeneration
+    )
     for (name, a), (_, b) in zip(
         model.state_dict().items(), loaded.state_dict().items(), strict=True
     ):
@@ -125,7 +134,9 @@ def test_half_precision_load_and_run(converted_dir, fixture_dir, dtype):
     processor = AutoProcessor.from_pretrained(converted_dir)
     assert model.language_model.dtype == dtype
     inputs = processor(
-        images=[fixture_dir / "images/img0.png"], text=processor.build_prompt("Q?"), num_visual_tokens=16
+        images=[fixture_dir / "images/img0.png"],
+        text=processor.build_prompt("Q?"),
+        num_visual_tokens=16,
     )
     with torch.no_grad():
         out = model(**inputs)

@@ -39,13 +39,17 @@ def processor(converted_dir):
 
 def _case(manifest, name):
     case = next(c for c in manifest["cases"] if c["name"] == name)
-    return {k: json.loads(v) if isinstance(v, str) and v.startswith("[") else v for k, v in case.items()}
+    return {
+        k: json.loads(v) if isinstance(v, str) and v.startswith("[") else v for k, v in case.items()
+    }
 
 
 def _inputs(processor, manifest, fixture_dir, case, padding_side="right"):
     prompts = [manifest["prompts"][p]["prompt"] for p in case["prompts"]]
     images = [fixture_dir / "images" / f"{i}.png" for i in case["images"]]
-    return processor(images=images, text=prompts, num_visual_tokens=case["m"], padding_side=padding_side)
+    return processor(
+        images=images, text=prompts, num_visual_tokens=case["m"], padding_side=padding_side
+    )
 
 
 def test_prompt_ids_equal_the_release_tokenization(processor, manifest):
@@ -64,7 +68,9 @@ def test_chat_template_renders_the_release_prompts(processor, manifest):
 
 
 def test_pixel_values(processor, fixture_dir, refs):
-    pixels = processor.preprocess_images([fixture_dir / "images/img0.png", fixture_dir / "images/img1.png"])
+    pixels = processor.preprocess_images(
+        [fixture_dir / "images/img0.png", fixture_dir / "images/img1.png"]
+    )
     assert_close(pixels, refs["pixel_values"])
 
 

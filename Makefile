@@ -1,0 +1,48 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   ask the default model about an image at several visual-token budgets (offline)
+#   make test   lint and run the whole test suite
+# Both create .venv and install the project on first use. Without an NVIDIA GPU, torch is
+# pinned to the CPU build (constraints-cpu.txt); pyproject.toml itself stays permissive.
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONSTRAINTS := $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-cpu.txt)
+FIXTURE_MODEL := build/fixture-model
+
+.PHONY: install demo test lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(CONSTRAINTS) -e ".[train,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@if [ -f mqt_llava/assets/default-model/config.json ]; then \
+	  $(BIN)/mqt-llava ask "What colour is the small object?" \
+	    --image mqt_llava/assets/examples/example_small_object.png \
+	    --num-visual-tokens 1,4,16,64; \
+	else \
+	  echo "No bundled default model yet: using the original-code parity fixture (random weights)."; \
+	  [ -f $(FIXTURE_MODEL)/config.json ] || \
+	    $(BIN)/mqt-llava convert tests/data/original-tiny/checkpoint $(FIXTURE_MODEL); \
+	  $(BIN)/mqt-llava ask "What is shown in this image?" --model $(FIXTURE_MODEL) \
+	    --image tests/data/original-tiny/images/img0.png --num-visual-tokens 2,16,64,256 \
+	    --max-new-tokens 8; \
+	fi
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .ruff_cache

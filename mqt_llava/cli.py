@@ -1,0 +1,180 @@
+"""The `mqt-llava` command: one entry point, each subcommand a plain typed function.
+
+Library errors (bad budgets, missing files, unreadable images, ...) are printed as one line,
+`mqt-llava: error: ...`, with exit status 2 — never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+
+def _budget_list(text: str) -> list[int]:
+    """Parses `2,16,256` into integers (range-checked later against the model's M)."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas (e.g. 2,16,256), got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one budget, e.g. 16")
+    return values
+
+
+# -- subcommands ----------------------------------------------------------------------------------
+
+
+def convert(
+    src: Path, dst: Path, vision_tower: str | None, num_heads: int, num_visual_tokens: int | None
+) -> None:
+    """Convert an original MQT-LLaVA checkpoint (or a stage-1 query_abstractor.bin)."""
+    from .model.convert import convert_checkpoint
+
+    report = convert_checkpoint(src, dst, vision_tower, num_heads, num_visual_tokens)
+    print(report.summary())
+
+
+def ask(
+    question: str,
+    image: Path,
+    model: Path | None,
+    num_visual_tokens: list[int] | None,
+    max_new_tokens: int,
+    temperature: float,
+    device: str | None,
+) -> None:
+    """Answer a question about an image at one or several visual-token budgets."""
+    from .inference import load
+    from .model import check_num_visual_tokens
+    from .model.images import load_image
+
+    picture = load_image(image)  # bad files fail here, before the model loads
+    vlm = load(model, device=device)
+    budgets = num_visual_tokens or [vlm.model.config.num_visual_tokens]
+    budgets = [check_num_visual_tokens(m, vlm.max_visual_tokens) for m in budgets]
+    if len(budgets) == 1:
+        print(f"[{budgets[0]} visual tokens] ", end="", flush=True)
+        start = time.perf_counter()
+        for piece in vlm.stream(picture, question, budgets[0], max_new_tokens, temperature):
+            print(piece, end="", flush=True)
+        print(f"\n({time.perf_counter() - start:.2f} s)")
+        return
+    print(f"{'tokens':>6}  {'seconds':>7}  answer")
+    for answer in vlm.ask_budgets(picture, question, budgets, max_new_tokens, temperature):
+        print(f"{answer.num_visual_tokens:>6}  {answer.seconds:>7.2f}  {answer.text}")
+
+
+def data_shapes(out: Path, n: int, seed: int, image_size: int, overwrite: bool) -> None:
+    """Generate the ShapesVQA dataset (LLaVA JSON, train/val/test, stage-1 captions)."""
+    from .data.shapes import generate_shapes_dataset
+
+    summary = generate_shapes_dataset(
+        out, n=n, seed=seed, image_size=image_size, overwrite=overwrite
+    )
+    print(json.dumps(summary.get("splits", summary), indent=2))
+
+
+def score(benchmark: str, answers: Path, annotations: Path, questions: Path | None) -> None:
+    """Score an answer file with a benchmark's official metric; prints the metrics as JSON."""
+    from .evaluation.score import score as score_fn
+
+    print(json.dumps(score_fn(benchmark, answers, annotations, questions), indent=2))
+
+
+# -- parser ---------------------------------------------------------------------------------------
+
+
+def _first_line(fn: Callable) -> str:
+    return (fn.__doc__ or "").strip().splitlines()[0]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mqt-llava",
+        description="Vision-language models with an elastic visual-token budget.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("convert", help=_first_line(convert), description=_first_line(convert))
+    p.add_argument("src", type=Path, help="release checkpoint folder or query_abstractor.bin")
+    p.add_argument("dst", type=Path, help="output folder")
+    p.add_argument("--vision-tower", help="CLIP tower path or hub id (default: mm_vision_tower)")
+    p.add_argument("--num-heads", type=int, default=16, help="connector heads (16 in the release)")
+    p.add_argument("--num-visual-tokens", type=int, help="default budget to write (default: M)")
+    p.set_defaults(
+        run=lambda a: convert(a.src, a.dst, a.vision_tower, a.num_heads, a.num_visual_tokens)
+    )
+
+    p = sub.add_parser("ask", help=_first_line(ask), description=_first_line(ask))
+    p.add_argument("question")
+    p.add_argument("--image", type=Path, required=True)
+    p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    p.add_argument("--num-visual-tokens", type=_budget_list, help="budget(s), e.g. 16 or 2,16,256")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.set_defaults(
+        run=lambda a: ask(
+            a.question,
+            a.image,
+            a.model,
+            a.num_visual_tokens,
+            a.max_new_tokens,
+            a.temperature,
+            a.device,
+        )
+    )
+
+    data = sub.add_parser("data", help="Generate datasets.").add_subparsers(
+        dest="dataset", required=True, metavar="DATASET"
+    )
+    p = data.add_parser(
+        "shapes", help=_first_line(data_shapes), description=_first_line(data_shapes)
+    )
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--n", type=int, default=20000, help="number of train questions")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(run=lambda a: data_shapes(a.out, a.n, a.seed, a.image_size, a.overwrite))
+
+    p = sub.add_parser("score", help=_first_line(score), description=_first_line(score))
+    p.add_argument("benchmark")
+    p.add_argument("--answers", type=Path, required=True)
+    p.add_argument("--annotations", type=Path, required=True)
+    p.add_argument("--questions", type=Path)
+    p.set_defaults(run=lambda a: score(a.benchmark, a.answers, a.annotations, a.questions))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"mqt-llava: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
