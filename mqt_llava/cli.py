@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import torch
 
 
 def _budget_list(text: str) -> list[int]:
@@ -158,14 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    torch.set_num_threads(min(torch.get_num_threads(), os.cpu_count() or 1))
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("convert", "ask"):  # the model commands; the others stay torch-free
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         args.run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

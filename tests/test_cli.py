@@ -74,3 +74,38 @@ def test_python_api_one_liner(model_dir, fixture_dir):
     assert streamed.strip() == answer
     with pytest.raises(ValueError, match="between 1 and 256"):
         vlm.ask(fixture_dir / "images/img1.png", "Q", num_visual_tokens=1000)
+
+
+def test_data_shapes_writes_the_dataset(tmp_path, capsys):
+    out = tmp_path / "shapes"
+    assert main(["data", "shapes", "--out", str(out), "--n", "30", "--seed", "1"]) == 0
+    assert (out / "train.json").is_file() and (out / "captions.json").is_file()
+    assert main(["data", "shapes", "--out", str(out), "--n", "30"]) == 2  # exists, no --overwrite
+    assert "overwrite" in capsys.readouterr().err
+
+
+def test_score_pope_and_unknown_benchmark(tmp_path, capsys):
+    questions = [
+        {"question_id": i, "image": f"{i}.jpg", "text": "Is there a cat?"} for i in range(4)
+    ]
+    labels = ["yes", "no", "yes", "no"]
+    answers = ["Yes, there is.", "No.", "no", "yes"]
+    (tmp_path / "coco_pope_random.json").write_text(
+        "\n".join(json.dumps({**q, "label": lab}) for q, lab in zip(questions, labels, strict=True))
+    )
+    (tmp_path / "answers.jsonl").write_text(
+        "\n".join(
+            json.dumps({"question_id": q["question_id"], "text": a})
+            for q, a in zip(questions, answers, strict=True)
+        )
+    )
+    argv = ["score", "pope", "--answers", str(tmp_path / "answers.jsonl"),
+            "--annotations", str(tmp_path / "coco_pope_random.json")]  # fmt: skip
+    assert main(argv) == 0
+    metrics = json.loads(capsys.readouterr().out)["splits"]["random"]
+    # predictions yes, no, no, yes against labels yes, no, yes, no: one of each outcome
+    assert (metrics["tp"], metrics["fp"], metrics["tn"], metrics["fn"]) == (1, 1, 1, 1)
+    assert metrics["accuracy"] == 50.0
+    argv[1] = "nosuch"
+    assert main(argv) == 2
+    assert "supported" in capsys.readouterr().err
