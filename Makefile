@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(CONSTRAINTS) -e ".[train,dev]"
+	$(BIN)/pip install --quiet $(CONSTRAINTS) -e ".[train,serve,viz,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -7,6 +7,7 @@ Library errors (bad budgets, missing files, unreadable images, ...) are printed 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -95,12 +96,38 @@ def _first_line(fn: Callable) -> str:
     return (fn.__doc__ or "").strip().splitlines()[0]
 
 
+# Layers that add their own subcommands: each module defines `register(subparsers)`, adding
+# parsers whose `run` default takes the parsed arguments. Modules must import nothing heavy at
+# import time (torch, transformers) so that `--help` and the light commands stay fast.
+COMMAND_MODULES = (
+    "mqt_llava.training.commands",  # train
+    "mqt_llava.evaluation.commands",  # eval, report
+    "mqt_llava.serving.commands",  # serve, chat, ui
+    "mqt_llava.benchmarks.commands",  # flops, bench
+    "mqt_llava.visualization.commands",  # gradcam
+    "mqt_llava.experiments.commands",  # experiment
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mqt-llava",
         description="Vision-language models with an elastic visual-token budget.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_core_commands(sub)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if not (name == err.name or name.startswith(f"{err.name}.")):
+                raise  # a real import error inside an existing module
+            continue
+        module.register(sub)
+    return parser
+
+
+def _add_core_commands(sub) -> None:
 
     p = sub.add_parser("convert", help=_first_line(convert), description=_first_line(convert))
     p.add_argument("src", type=Path, help="release checkpoint folder or query_abstractor.bin")
@@ -151,7 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotations", type=Path, required=True)
     p.add_argument("--questions", type=Path)
     p.set_defaults(run=lambda a: score(a.benchmark, a.answers, a.annotations, a.questions))
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
