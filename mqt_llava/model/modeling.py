@@ -192,6 +192,7 @@ class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin)
         input_ids: torch.LongTensor | None = None,
         pixel_values: torch.FloatTensor | None = None,
         num_visual_tokens: int | list[int] | torch.Tensor | None = None,
+        visual_tokens: torch.FloatTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
@@ -208,6 +209,10 @@ class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin)
             pixel_values: (I, 3, H, W) the images, in the order their placeholders appear.
             num_visual_tokens: One budget for all images or one per image (each in [1, M]);
                 the config's default when `None`.
+            visual_tokens: Precomputed visual tokens instead of `pixel_values`: (T, D) for all
+                images in order, e.g. `get_image_features(pixels, M)` sliced per budget (the
+                prefix property makes that exact). Ignored on steps without placeholders
+                (decoding).
             attention_mask: (B, L) 1 for real tokens, 0 for padding.
             position_ids: (B, L) optional positions.
             cache: KV cache of earlier steps (generation).
@@ -221,10 +226,13 @@ class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin)
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids and inputs_embeds.")
+        if pixel_values is not None and visual_tokens is not None:
+            raise ValueError("Pass pixel_values or visual_tokens, not both.")
         image_features = None
         if input_ids is not None:
             image_mask = input_ids == self.config.image_token_id
-            if pixel_values is None and cache is None and bool(image_mask.any()):
+            has_images = pixel_values is not None or visual_tokens is not None
+            if not has_images and cache is None and bool(image_mask.any()):
                 raise ValueError(
                     f"input_ids hold {int(image_mask.sum())} image placeholder tokens but no "
                     "pixel_values were given."
@@ -242,6 +250,9 @@ class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin)
             inputs_embeds = self.merge_image_features(
                 input_ids, inputs_embeds, image_features, budgets
             )
+        elif visual_tokens is not None and input_ids is not None and bool(image_mask.any()):
+            image_features = visual_tokens.reshape(-1, visual_tokens.shape[-1])
+            inputs_embeds = self.merge_image_features(input_ids, inputs_embeds, image_features)
         self._check_context_length(inputs_embeds.shape[1], cache)
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,

@@ -187,3 +187,24 @@ def test_text_only_input_works(tiny):
     assert "pixel_values" not in inputs
     with torch.no_grad():
         assert model(**inputs).logits.shape[1] == inputs["input_ids"].shape[1]
+
+
+def test_precomputed_visual_tokens_sliced_from_the_largest_budget(tiny):
+    """Encode once at M, slice per budget: the same logits and greedy tokens as pixel_values."""
+    model, processor = tiny
+    image = _images(1, seed=5)[0]
+    with torch.no_grad():
+        pixels = processor.preprocess_images([image])
+        full = model.get_image_features(pixels, 16)  # (1, 16, D)
+        for m in (1, 4, 16):
+            inputs = processor(
+                images=[image], text=processor.build_prompt("Q?"), num_visual_tokens=m
+            )
+            reference = model(**inputs).logits
+            text_only = {k: inputs[k] for k in ("input_ids", "attention_mask")}
+            sliced = model(**text_only, visual_tokens=full[:, :m]).logits
+            torch.testing.assert_close(sliced, reference)
+            generated = model.generate(**text_only, visual_tokens=full[:, :m], max_new_tokens=4)
+            assert generated.tolist() == model.generate(**inputs, max_new_tokens=4).tolist()
+    with pytest.raises(ValueError, match="not both"):
+        model(**inputs, visual_tokens=full)
