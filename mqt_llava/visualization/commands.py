@@ -222,7 +222,7 @@ def register(subparsers) -> None:
             a.max_new_tokens,
             a.device,
             a.out,
-        )  # fmt: skip
+        )
     )
 
     p = subparsers.add_parser(
