@@ -1,0 +1,402 @@
+"""An OpenAI-compatible HTTP server: `POST /v1/chat/completions`, `GET /v1/models`, `GET /health`.
+
+The request path, in order: API key → body size (`Content-Length`, then the bytes actually
+read) → JSON → every field ([`protocol`](protocol.py)) → images (sources, bytes, header pixel
+count, then decoding; [`image_sources`](image_sources.py)) → tokenization and context length →
+the engine's bounded queue (429 when full). Any refusal is a 4xx in OpenAI's error shape;
+an unexpected exception is logged and answered 500 without stopping the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .engine import (
+    ContextLengthError,
+    Delta,
+    Engine,
+    Failed,
+    Finished,
+    Job,
+    QueueFullError,
+    SamplingParams,
+)
+from .image_sources import ImagePolicy, load_request_image
+from .protocol import APIError, ChatRequest, Limits, bad_request, parse_chat_request, parse_json
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What the operator chose (see `mqt-llava serve --help`).
+
+    Args:
+        model_name: The id clients pass as `model` and `GET /v1/models` lists.
+        api_key: When set, `/v1/*` requires `Authorization: Bearer <api_key>`.
+        limits: Request, image and generation limits.
+        images: Where images may come from.
+        request_timeout: Seconds a request may wait for its answer before a 503.
+    """
+
+    model_name: str
+    api_key: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    images: ImagePolicy = field(default_factory=ImagePolicy)
+    request_timeout: float = 600.0
+
+
+def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
+    """Builds the FastAPI app; the engine's worker runs while the app does (its lifespan)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine.start()
+        yield
+        engine.stop()
+
+    app = FastAPI(title="mqt-llava", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.engine, app.state.settings = engine, settings
+    created = int(time.time())
+    config = engine.model.config
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, err: APIError) -> JSONResponse:
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code)
+        body = APIError(err.status_code, str(err.detail), code=code).body()
+        return JSONResponse(body, status_code=err.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse(bad_request(f"Invalid request: {err.errors()}").body(), 400)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, err: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s", request.url.path)
+        body = APIError(500, "Internal server error.", type="server_error").body()
+        return JSONResponse(body, status_code=500)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {
+            "status": "ok" if engine.alive else "worker_stopped",
+            "model": settings.model_name,
+            "queue": {"waiting": engine.waiting, "max": engine.max_queue},
+            "max_batch": engine.max_batch,
+            "stats": dict(engine.stats),
+        }
+
+    def model_card() -> dict:
+        return {
+            "id": settings.model_name,
+            "object": "model",
+            "created": created,
+            "owned_by": "mqt-llava",
+            "max_visual_tokens": config.num_queries,
+            "default_visual_tokens": config.num_visual_tokens,
+        }
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> dict:
+        _check_api_key(request, settings.api_key)
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model_id}")
+    async def get_model(request: Request, model_id: str) -> dict:
+        _check_api_key(request, settings.api_key)
+        if model_id != settings.model_name:
+            raise APIError(404, f"The model {model_id!r} does not exist.", code="model_not_found")
+        return model_card()
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        _check_api_key(request, settings.api_key)
+        body = await _read_body(request, settings.limits.max_request_bytes)
+        chat = parse_chat_request(
+            parse_json(body), settings.model_name, config.num_queries, settings.limits
+        )
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def sink(event) -> None:  # called from the worker thread
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        job = await run_in_threadpool(_prepare, engine, settings, chat, sink)
+        try:
+            engine.submit(job)
+        except QueueFullError as err:
+            retry = {"Retry-After": "1"}
+            raise APIError(
+                429, str(err), "rate_limit_error", code="queue_full", headers=retry
+            ) from None
+        reply = _Reply(settings.model_name, chat, job)
+        if chat.stream:
+            stream = reply.stream(events, settings.request_timeout)
+            return StreamingResponse(
+                stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            )
+        return await reply.complete(events, settings.request_timeout)
+
+    return app
+
+
+def _check_api_key(request: Request, api_key: str | None) -> None:
+    if api_key is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise APIError(
+            401,
+            "Missing API key: send the header 'Authorization: Bearer <key>'.",
+            type="authentication_error",
+            code="missing_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(given.strip().encode(), api_key.encode()):
+        raise APIError(
+            401,
+            "Incorrect API key provided.",
+            type="authentication_error",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_large = APIError(
+        413,
+        f"The request body is larger than the {limit} bytes accepted.",
+        code="request_too_large",
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise bad_request("Invalid Content-Length header.", code="invalid_header")
+        if int(declared) > limit:
+            raise too_large
+    body = bytearray()
+    async for chunk in request.stream():  # also bounds chunked bodies, which declare no length
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def _prepare(engine: Engine, settings: ServerSettings, chat: ChatRequest, sink) -> Job:
+    """Loads the images and tokenizes (in a worker thread of the HTTP server, not the model's)."""
+    images = [load_request_image(ref, settings.images, settings.limits) for ref in chat.images]
+    params = SamplingParams(
+        max_tokens=chat.max_tokens,
+        temperature=chat.temperature,
+        top_p=chat.top_p,
+        stop=tuple(chat.stop),
+        seed=chat.seed,
+    )
+    try:
+        return engine.prepare(chat.messages, images, chat.num_visual_tokens, params, sink)
+    except ContextLengthError as err:
+        raise bad_request(str(err), "messages", "context_length_exceeded") from None
+    except ValueError as err:
+        raise bad_request(str(err), "messages") from None
+
+
+class _Reply:
+    """Turns a job's events into a chat.completion or a stream of chat.completion.chunk."""
+
+    def __init__(self, model_name: str, chat: ChatRequest, job: Job):
+        self.model_name, self.chat, self.job = model_name, chat, job
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+
+    def usage(self, completion_tokens: int) -> dict:
+        prompt = self.job.prompt_tokens
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt + completion_tokens,
+            "visual_tokens": self.job.visual_tokens,  # counted in prompt_tokens
+        }
+
+    def _envelope(self, obj: str) -> dict:
+        budget = self.job.budgets[0] if self.job.budgets else None
+        return {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model_name,
+            "num_visual_tokens": budget,
+        }
+
+    async def _next(self, events: asyncio.Queue, timeout: float):
+        try:
+            event = await asyncio.wait_for(events.get(), timeout)
+        except TimeoutError:
+            raise APIError(
+                503, f"No answer within {timeout} s.", type="server_error", code="timeout"
+            ) from None
+        if isinstance(event, Failed):
+            if isinstance(event.error, ValueError):
+                raise bad_request(str(event.error), "messages")
+            raise event.error
+        return event
+
+    async def complete(self, events: asyncio.Queue, timeout: float) -> dict:
+        pieces: list[str] = []
+        try:
+            while not isinstance(event := await self._next(events, timeout), Finished):
+                pieces.append(event.text)
+        finally:
+            self.job.cancel()  # frees the worker at once if the client went away
+        message = {"role": "assistant", "content": "".join(pieces)}
+        choice = {"index": 0, "message": message, "finish_reason": event.reason, "logprobs": None}
+        return {
+            **self._envelope("chat.completion"),
+            "choices": [choice],
+            "usage": self.usage(event.completion_tokens),
+        }
+
+    def _chunk(self, delta: dict, finish_reason: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+        return _sse({**self._envelope("chat.completion.chunk"), "choices": [choice]})
+
+    async def stream(self, events: asyncio.Queue, timeout: float) -> AsyncIterator[str]:
+        try:
+            yield self._chunk({"role": "assistant", "content": ""})
+            while True:
+                try:
+                    event = await self._next(events, timeout)
+                except APIError as err:  # headers are sent: report in-band, as OpenAI does
+                    yield _sse(err.body())
+                    break
+                except Exception as err:
+                    logger.error("generation failed: %r", err)
+                    yield _sse(APIError(500, "Internal server error.", "server_error").body())
+                    break
+                if isinstance(event, Delta):
+                    yield self._chunk({"content": event.text})
+                    continue
+                yield self._chunk({}, event.reason)
+                if self.chat.include_usage:
+                    usage = {"choices": [], "usage": self.usage(event.completion_tokens)}
+                    yield _sse({**self._envelope("chat.completion.chunk"), **usage})
+                break
+            yield "data: [DONE]\n\n"
+        finally:
+            self.job.cancel()
+
+
+def _sse(payload: dict) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+class BackgroundServer:
+    """Runs an app with uvicorn in a daemon thread on a free loopback port (tests, benchmarks).
+
+    Example:
+        >>> with BackgroundServer(app) as server:
+        ...     httpx.get(f"{server.url}/health")
+    """
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.host, self.port = self.sock.getsockname()[:2]
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> BackgroundServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("The server did not start.")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def serve(
+    model: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    model_name: str | None = None,
+    settings: ServerSettings | None = None,
+    max_queue: int = 64,
+    max_batch: int = 8,
+    device: str | None = None,
+) -> None:
+    """Loads a model and serves it until interrupted.
+
+    Args:
+        model: A model folder; the bundled default model when `None`.
+        host: The interface to bind; loopback by default (anything else warns without a key).
+        port: The TCP port.
+        api_key: Required as a bearer token on `/v1/*` when set.
+        model_name: The model id clients use; the folder's name by default.
+        settings: Limits and image policy (its `model_name` and `api_key` are replaced).
+        max_queue: Requests allowed to wait; more get 429.
+        max_batch: Requests generated together.
+        device: cpu, cuda, ... (default: cuda if available).
+    """
+    import dataclasses
+    import sys
+    from pathlib import Path
+
+    import uvicorn
+
+    from ..inference import load
+    from ..inference.pipeline import default_model_dir
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        print(
+            f"warning: serving on {host} without --api-key: anyone who can reach it may use it.",
+            file=sys.stderr,
+        )
+    folder = Path(model) if model is not None else default_model_dir()
+    name = model_name or folder.resolve().name
+    vlm = load(folder, device=device)
+    settings = dataclasses.replace(
+        settings or ServerSettings(model_name=name), model_name=name, api_key=api_key or None
+    )
+    engine = Engine(
+        vlm, max_queue=max_queue, max_batch=max_batch,
+        default_max_tokens=settings.limits.default_max_tokens,
+    )  # fmt: skip
+    app = create_app(engine, settings)
+    print(f"Serving {name!r} on http://{host}:{port}/v1 (Ctrl-C to stop)", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="info")
