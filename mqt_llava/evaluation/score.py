@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from mqt_llava.evaluation.scorers import gqa, mmbench, mme, multiple_choice, pope, scienceqa, vqa
+from mqt_llava.evaluation.scorers import (
+    gqa,
+    mmbench,
+    mme,
+    multiple_choice,
+    pope,
+    scienceqa,
+    shapes,
+    vqa,
+)
 
 # (answers, annotations, questions or None) -> metrics
 ScoreFiles = Callable[[Path, Path, Path | None], dict]
@@ -22,11 +31,12 @@ SCORERS: dict[str, ScoreFiles] = {
     "pope": pope.score_pope_files,
     "scienceqa": scienceqa.score_scienceqa_files,
     "seed": multiple_choice.score_seed_files,
+    "shapes": shapes.score_shapes_files,
     "textvqa": vqa.score_textvqa_files,
     "vizwiz": vqa.score_vizwiz_files,
     "vqav2": vqa.score_vqav2_files,
 }
-_ALIASES = {"sqa": "scienceqa", "seedbench": "seed", "vqa2": "vqav2"}
+_ALIASES = {"sqa": "scienceqa", "seedbench": "seed", "shapesvqa": "shapes", "vqa2": "vqav2"}
 
 
 def _canonical(benchmark: str) -> str:
@@ -38,14 +48,15 @@ def score(benchmark: str, answers: Path, annotations: Path, questions: Path | No
     """Scores a LLaVA-1.5-format answer file (JSONL) with the benchmark's official metric.
 
     Args:
-        benchmark: One of gqa, mmbench, mme, mmmu, pope, scienceqa, seed, textvqa, vizwiz, vqav2
-            (case, "-" and "_" ignored).
+        benchmark: One of gqa, mmbench, mme, mmmu, pope, scienceqa, seed, shapes, textvqa,
+            vizwiz, vqav2 (case, "-" and "_" ignored).
         answers: The answer JSONL, one ``{"question_id", "prompt", "text", ...}`` per line.
         annotations: The official annotation file or folder: VQAv2 ``*_annotations.json``, VizWiz
             ``val.json``, ``TextVQA_0.5.1_val.json``, GQA ``testdev_balanced_questions.json``,
             the folder of ``coco_pope_*.json``, ``MME_Benchmark_release_version/``, the MMBench
             TSV, the ScienceQA folder with ``problems.json`` and ``pid_splits.json``,
-            ``SEED-Bench.json``, MMMU ``answer_dict_val.json``.
+            ``SEED-Bench.json``, MMMU ``answer_dict_val.json``, the ShapesVQA split file
+            (``test.json``).
         questions: The question file where the answers alone do not say enough: POPE
             (``llava_pope_test.jsonl``, for each question's split), VizWiz (question id →
             image), MMMU (option texts). Ignored by the other benchmarks.
