@@ -1,0 +1,375 @@
+"""LLaVA-format training data: records, the release's prompt templates and label masks.
+
+A record is `{"id", "image": relative path (optional; a list for several images),
+"conversations": [{"from": "human" | "gpt", "value": ...}, ...]}` with one `<image>` per image
+in the human turns. Two templates, as in the release:
+
+- `plain` (stage 1, `preprocess_plain`): `<image>` + caption + `"\\n"`; the human text is dropped
+  and only the caption and the newline carry loss.
+- `llava_v1` (stage 2, `preprocess_v1`): the Vicuna v1 conversation; the system prompt and user
+  turns are masked, each assistant answer and its `</s>` carry loss. The mask is computed with the
+  release's round arithmetic so that it is identical to the release's on any tokenizer.
+
+Items keep ONE placeholder id per image; the trainer expands it to the step's budget m
+(:func:`mqt_llava.data.collator.expand_image_placeholders`), so one item serves every budget.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import Dataset
+
+IGNORE_INDEX = -100
+IMAGE_TOKEN = "<image>"
+TEMPLATES = ("plain", "llava_v1")
+BAD_RECORD_POLICIES = ("skip", "fail")
+ROLES = {"human": "user", "gpt": "assistant"}
+# A lazily found bad record is replaced by the next loadable one, at most this many tries away.
+MAX_SUBSTITUTES = 16
+
+logger = logging.getLogger(__name__)
+
+
+class BadRecordError(ValueError):
+    """A record that cannot be trained on; the message names the record id and the reason."""
+
+
+@dataclass
+class Sample:
+    """One tokenized record, images not yet loaded.
+
+    Attributes:
+        input_ids: Token ids with ONE `image_token_id` per image.
+        labels: Targets aligned with `input_ids` (`IGNORE_INDEX` where no loss is taken).
+        images: Absolute image paths, in placeholder order.
+        record_id: The record's `id`.
+    """
+
+    input_ids: list[int]
+    labels: list[int]
+    images: list[Path]
+    record_id: str
+
+
+# -- templates ----------------------------------------------------------------------------------
+
+
+def _image_paths(record: dict, image_folder: Path | None) -> list[Path]:
+    image = record.get("image")
+    if image is None:
+        return []
+    names = [image] if isinstance(image, str) else image
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise BadRecordError(f"'image' must be a path or a list of paths, got {image!r}")
+    folder = image_folder or Path(".")
+    return [folder / name for name in names]
+
+
+def _turns(record: dict) -> list[tuple[str, str]]:
+    """(role, text) pairs, checked: human/gpt alternating, starting with human."""
+    conversations = record.get("conversations")
+    if not isinstance(conversations, list) or not conversations:
+        raise BadRecordError("no conversation ('conversations' is missing or empty)")
+    turns = []
+    for turn in conversations:
+        if not isinstance(turn, dict) or turn.get("from") not in ROLES:
+            raise BadRecordError(f"a turn is not {{'from': 'human'|'gpt', 'value': str}}: {turn!r}")
+        if not isinstance(turn.get("value"), str):
+            raise BadRecordError(f"a turn's 'value' is not a string: {turn!r}")
+        turns.append((ROLES[turn["from"]], turn["value"]))
+    if turns[0][0] == "assistant":  # the release skips a leading gpt turn
+        turns = turns[1:]
+    for i, (role, _) in enumerate(turns):
+        if role != ("user" if i % 2 == 0 else "assistant"):
+            raise BadRecordError("turns must alternate human, gpt, human, gpt, ...")
+    if len(turns) < 2:
+        raise BadRecordError("no assistant answer to learn from")
+    return turns
+
+
+def build_plain(turns: list[tuple[str, str]], num_images: int) -> str:
+    """The release's `preprocess_plain` text: `<image>` + caption + newline."""
+    if len(turns) != 2 or num_images != 1 or IMAGE_TOKEN not in turns[0][1]:
+        raise BadRecordError(
+            "the plain template needs exactly one image, one human turn holding <image> and one "
+            "caption"
+        )
+    return IMAGE_TOKEN + turns[1][1] + "\n"
+
+
+def build_llava_v1(turns: list[tuple[str, str]], processor: Any) -> str:
+    """The release's Vicuna v1 conversation, `<image>` moved to the front of its turn."""
+    messages = []
+    for role, text in turns:
+        count = text.count(IMAGE_TOKEN)
+        if role == "assistant" and count:
+            raise BadRecordError("an assistant turn holds <image>")
+        # The release's preprocess_multimodal: strip <image> from the text, put it in front.
+        content = [{"type": "image"}] * count
+        content.append({"type": "text", "text": text.replace(IMAGE_TOKEN, "").strip()})
+        messages.append({"role": role, "content": content})
+    return processor.apply_template(messages, "llava_v1", add_generation_prompt=False)
+
+
+def _token_count(processor: Any, text: str) -> int:
+    return len(processor.tokenize_prompt(text, [1] * text.count(IMAGE_TOKEN)))
+
+
+def labels_plain(processor: Any, prompt: str, input_ids: list[int]) -> list[int]:
+    """`preprocess_plain`'s targets: everything after `tokenize("<image>")` is learned."""
+    masked = _token_count(processor, IMAGE_TOKEN)
+    return [IGNORE_INDEX] * masked + list(input_ids[masked:])
+
+
+def labels_llava_v1(processor: Any, prompt: str, input_ids: list[int]) -> list[int]:
+    """`preprocess_v1`'s targets, by the release's round arithmetic.
+
+    The conversation is split at `</s>` into rounds and each round at `" ASSISTANT: "`; per round,
+    the instruction's token count minus 2 (its BOS, and the trailing space that merges into the
+    answer's first token) is masked. Where the arithmetic does not add up to the sequence length
+    the release masks the whole sample with a warning; we refuse the record instead.
+    """
+    sep = " ASSISTANT: "
+    labels = list(input_ids)
+    cur = 1
+    labels[:cur] = [IGNORE_INDEX]
+    for rnd in prompt.split("</s>"):
+        if rnd == "":
+            break
+        parts = rnd.split(sep)
+        if len(parts) != 2:
+            break
+        round_len = _token_count(processor, rnd)
+        instruction_len = _token_count(processor, parts[0] + sep) - 2
+        labels[cur : cur + instruction_len] = [IGNORE_INDEX] * len(
+            labels[cur : cur + instruction_len]
+        )
+        cur += round_len
+    labels[cur:] = [IGNORE_INDEX] * len(labels[cur:])
+    if cur != len(input_ids):
+        raise BadRecordError(
+            f"tokenization mismatch: the release's round arithmetic gives {cur} tokens, the "
+            f"conversation has {len(input_ids)} (the release would mask the whole sample)"
+        )
+    return labels
+
+
+def tokenize_record(
+    record: dict,
+    processor: Any,
+    template: Literal["plain", "llava_v1"],
+    image_folder: Path | None = None,
+    max_length: int | None = None,
+    max_visual_tokens: int = 1,
+) -> Sample:
+    """Turns one record into token ids and labels with one placeholder per image.
+
+    Args:
+        record: A LLaVA-JSON record.
+        processor: An [`MQTLlavaProcessor`] (tokenizer, templates, `image_token_id`).
+        template: `"plain"` or `"llava_v1"`.
+        image_folder: Folder that record image paths are relative to.
+        max_length: Longest sequence once every image is expanded to `max_visual_tokens`; longer
+            text is cut at the end (as the release does), never through an image.
+        max_visual_tokens: M, the largest budget a step may draw.
+
+    Raises:
+        BadRecordError: For a record that cannot be trained on (the message says why).
+    """
+    turns = _turns(record)
+    images = _image_paths(record, image_folder)
+    num_placeholders = sum(text.count(IMAGE_TOKEN) for _, text in turns)
+    if num_placeholders != len(images):
+        raise BadRecordError(
+            f"{len(images)} image(s) given but the conversation holds {num_placeholders} "
+            f"{IMAGE_TOKEN}: put one {IMAGE_TOKEN} in a human turn per image"
+        )
+    if template == "plain":
+        prompt = build_plain(turns, len(images))
+        label_fn = labels_plain
+    elif template == "llava_v1":
+        prompt = build_llava_v1(turns, processor)
+        label_fn = labels_llava_v1
+    else:
+        raise ValueError(f"Unknown template {template!r}; accepted: {', '.join(TEMPLATES)}.")
+    input_ids = processor.tokenize_prompt(prompt, [1] * len(images))
+    labels = label_fn(processor, prompt, input_ids)
+    image_id = processor.image_token_id
+    labels = [IGNORE_INDEX if t == image_id else y for t, y in zip(input_ids, labels, strict=True)]
+    if max_length is not None:
+        keep = max_length - len(images) * (max_visual_tokens - 1)
+        if keep < len(input_ids):
+            if keep <= 0 or input_ids[:keep].count(image_id) != len(images):
+                raise BadRecordError(
+                    f"too long: {len(input_ids) + len(images) * (max_visual_tokens - 1)} tokens "
+                    f"at m={max_visual_tokens} exceed max_length={max_length} before the last image"
+                )
+            input_ids, labels = input_ids[:keep], labels[:keep]
+    if all(y == IGNORE_INDEX for y in labels):
+        raise BadRecordError("no token carries loss (empty answer, or cut by max_length)")
+    return Sample(input_ids, labels, images, str(record.get("id", "?")))
+
+
+# -- the dataset --------------------------------------------------------------------------------
+
+
+def load_records(path: str | Path) -> list[dict]:
+    """Reads a LLaVA JSON list (`.json`) or one record per line (`.jsonl`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Training data file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".jsonl":
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            records = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}).") from err
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError(f"{path} must hold a JSON list of records (objects).")
+    return records
+
+
+class LlavaJsonDataset(Dataset):
+    """LLaVA-JSON records, tokenized lazily, images loaded and preprocessed lazily.
+
+    Structure is checked for every record when the dataset is built (cheap: no tokenizing, no
+    image I/O); image files are opened in `__getitem__`. A bad record is handled by `bad_records`:
+    `"fail"` raises `BadRecordError` naming the record id, `"skip"` counts it (and logs it) and,
+    when it is found lazily, returns the next loadable record instead, with `num_skipped` set on
+    the item so the count reaches the trainer even from dataloader workers.
+
+    Args:
+        records: The records, or a path to a `.json` / `.jsonl` file.
+        processor: An [`MQTLlavaProcessor`].
+        template: `"plain"` (stage 1) or `"llava_v1"` (stage 2).
+        image_folder: Folder image paths are relative to.
+        max_length: See [`tokenize_record`].
+        max_visual_tokens: M.
+        bad_records: `"skip"` or `"fail"`.
+    """
+
+    def __init__(
+        self,
+        records: str | Path | Sequence[dict],
+        processor: Any,
+        template: Literal["plain", "llava_v1"] = "llava_v1",
+        image_folder: str | Path | None = None,
+        max_length: int | None = 2048,
+        max_visual_tokens: int | None = None,
+        bad_records: Literal["skip", "fail"] = "skip",
+    ):
+        if template not in TEMPLATES:
+            raise ValueError(f"Unknown template {template!r}; accepted: {', '.join(TEMPLATES)}.")
+        if bad_records not in BAD_RECORD_POLICIES:
+            raise ValueError(f"bad_records must be 'skip' or 'fail', got {bad_records!r}.")
+        if not isinstance(records, (list, tuple)):
+            records = load_records(records)
+        self.processor = processor
+        self.template = template
+        self.image_folder = Path(image_folder) if image_folder is not None else None
+        self.max_length = max_length
+        self.max_visual_tokens = max_visual_tokens or processor.num_queries
+        self.bad_records = bad_records
+        self.records: list[dict] = []
+        self.skipped_at_load: dict[str, str] = {}  # record id -> reason
+        for record in records:
+            reason = self._structure_problem(record)
+            if reason is None:
+                self.records.append(record)
+            else:
+                self._bad(record, reason)
+        if not self.records:
+            raise ValueError(
+                f"No usable record among {len(records)} (first problems: "
+                f"{dict(list(self.skipped_at_load.items())[:3])})."
+            )
+        if self.skipped_at_load:
+            logger.warning(
+                "Skipped %d bad record(s) of %d at load time (bad_records='skip'), e.g. %s",
+                len(self.skipped_at_load),
+                len(records),
+                dict(list(self.skipped_at_load.items())[:3]),
+            )
+
+    def _structure_problem(self, record: dict) -> str | None:
+        try:
+            turns = _turns(record)
+            images = _image_paths(record, self.image_folder)
+            n = sum(text.count(IMAGE_TOKEN) for _, text in turns)
+            if n != len(images):
+                return f"{len(images)} image(s) but {n} {IMAGE_TOKEN} in the conversation"
+            if self.template == "plain" and (len(turns) != 2 or len(images) != 1):
+                return "the plain template needs one image and one caption"
+        except BadRecordError as err:
+            return str(err)
+        return None
+
+    def _bad(self, record: dict, reason: str) -> None:
+        record_id = str(record.get("id", "?")) if isinstance(record, dict) else "?"
+        if self.bad_records == "fail":
+            raise BadRecordError(f"Bad training record id={record_id}: {reason}.")
+        self.skipped_at_load[record_id] = reason
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def modality_lengths(self) -> list[int]:
+        """Word counts, positive for records with images, negative for text-only (as released)."""
+        lengths = []
+        for record in self.records:
+            words = sum(len(turn["value"].split()) for turn in record["conversations"])
+            lengths.append(words if record.get("image") is not None else -words)
+        return lengths
+
+    def load(self, index: int) -> dict[str, Any]:
+        """Tokenizes record `index` and loads its images; raises `BadRecordError` if it can't."""
+        record = self.records[index]
+        sample = tokenize_record(
+            record,
+            self.processor,
+            self.template,
+            self.image_folder,
+            self.max_length,
+            self.max_visual_tokens,
+        )
+        item: dict[str, Any] = {
+            "input_ids": torch.tensor(sample.input_ids, dtype=torch.long),
+            "labels": torch.tensor(sample.labels, dtype=torch.long),
+            "id": sample.record_id,
+        }
+        if sample.images:
+            try:
+                item["pixel_values"] = self.processor.preprocess_images(sample.images)
+            except (FileNotFoundError, ValueError) as err:  # InvalidImageError is a ValueError
+                raise BadRecordError(f"image not loadable: {err}") from err
+        return item
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        skipped = 0
+        for offset in range(MAX_SUBSTITUTES + 1):
+            position = (index + offset) % len(self.records)
+            try:
+                item = self.load(position)
+            except BadRecordError as err:
+                record_id = self.records[position].get("id", "?")
+                if self.bad_records == "fail":
+                    raise BadRecordError(f"Bad training record id={record_id}: {err}") from err
+                logger.warning("Skipping bad record id=%s: %s", record_id, err)
+                skipped += 1
+                continue
+            item["num_skipped"] = skipped
+            return item
+        raise BadRecordError(
+            f"{MAX_SUBSTITUTES + 1} consecutive bad records from index {index}: check the data "
+            "(image_folder, file permissions)."
+        )

@@ -1,0 +1,50 @@
+"""`mqt-llava train RECIPE.yaml [--set key=value ...]` (imports torch only when it runs)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def train(recipe: str, overrides: list[str], print_config: bool) -> None:
+    """Train one stage of a recipe (YAML file or bundled name: stage1, stage2, stage2-lora)."""
+    import yaml
+
+    from .config import load_recipe, to_dict
+
+    config = load_recipe(recipe, overrides)
+    if print_config:
+        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+        return
+    from .recipe import train as run
+
+    result = run(config)
+    losses = result.losses
+    if losses:
+        print(
+            f"{config.name}: {result.global_step} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
+            f"outputs in {result.output_dir}"
+        )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the `train` subcommand."""
+    summary = (train.__doc__ or "").strip().splitlines()[0]
+    p = subparsers.add_parser(
+        "train",
+        help=summary,
+        description=summary
+        + " Keys of the recipe are overridden with --set, e.g. --set data.train_json=data.json "
+        "--set training.learning_rate=2e-5. Under torchrun / accelerate launch every process runs "
+        "this same command.",
+    )
+    p.add_argument("recipe", help="recipe YAML, or stage1 | stage2 | stage2-lora")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key (dotted path; value parsed as YAML); repeatable",
+    )
+    p.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+    p.set_defaults(run=lambda a: train(a.recipe, a.overrides, a.print_config))

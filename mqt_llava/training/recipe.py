@@ -1,0 +1,190 @@
+"""A training stage, end to end: setup -> fit -> save. Every stage runs through `train`."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from transformers import TrainingArguments, set_seed
+from transformers.utils import logging
+
+from ..data.collator import LlavaCollator
+from ..data.llava_json import LlavaJsonDataset
+from .builder import (
+    build_model,
+    export_connector,
+    init_connector,
+    set_trainable,
+    trainable_summary,
+)
+from .config import CONFIGS_DIR, RecipeConfig, to_dict
+from .sampler import BudgetSampler
+from .trainer import MQTTrainer, latest_checkpoint
+
+logger = logging.get_logger(__name__)
+
+# Set for every recipe: our batches carry keys the model does not take (`num_skipped`), and
+# logging every step is what makes the m of every step visible.
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "remove_unused_columns": False,
+    "logging_steps": 1,
+    "report_to": "none",
+    "save_strategy": "steps",
+    "save_steps": 500,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.03,  # < 1: a ratio of the total steps (the release's warmup_ratio)
+    "weight_decay": 0.0,
+    "gradient_checkpointing_kwargs": {"use_reentrant": False},
+}
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)$")  # YAML 1.1 reads 1e-3 as a string
+
+
+@dataclass
+class TrainResult:
+    """What a stage produced."""
+
+    output_dir: Path
+    log_history: list[dict] = field(default_factory=list)
+    budgets: list[tuple[int, int]] = field(default_factory=list)  # (step, m)
+    skipped_at_load: dict[str, str] = field(default_factory=dict)
+    global_step: int = 0
+
+    @property
+    def losses(self) -> list[float]:
+        """Per-logging-step training losses."""
+        return [entry["loss"] for entry in self.log_history if "loss" in entry]
+
+
+def training_arguments(config: RecipeConfig) -> TrainingArguments:
+    """`TrainingArguments` from the recipe's `training` section, with the recipe defaults."""
+    values = {**TRAINING_DEFAULTS, **config.training}
+    values = {
+        k: float(v) if isinstance(v, str) and _FLOAT.match(v) else v for k, v in values.items()
+    }
+    if "warmup_ratio" in values:  # the release's name; transformers 5 folds it into warmup_steps
+        values["warmup_steps"] = float(values.pop("warmup_ratio"))
+    values.setdefault("output_dir", config.output_dir)
+    values.setdefault("seed", config.seed)
+    if not torch.cuda.is_available():
+        values.setdefault("use_cpu", True)
+    for key in ("deepspeed", "fsdp_config"):  # bundled names: zero2, zero3, zero3_offload, fsdp
+        name = values.get(key)
+        if isinstance(name, str) and (CONFIGS_DIR / f"{name}.json").is_file():
+            values[key] = str(CONFIGS_DIR / f"{name}.json")
+    accepted = {f.name for f in dataclasses.fields(TrainingArguments)}
+    unknown = sorted(set(values) - accepted)
+    if unknown:
+        raise ValueError(
+            f"Unknown training option(s) {unknown}: the `training` section takes "
+            "transformers.TrainingArguments fields (learning_rate, num_train_epochs, "
+            "per_device_train_batch_size, gradient_accumulation_steps, bf16, ...)."
+        )
+    return TrainingArguments(**values)
+
+
+def resolve_resume(resume: str | None, output_dir: str | Path) -> str | None:
+    """`None`, `auto` (the newest complete checkpoint, if any) or a complete checkpoint folder."""
+    output_dir = Path(output_dir)
+    if resume is None:
+        existing = latest_checkpoint(output_dir)
+        if existing is not None:
+            raise ValueError(
+                f"{output_dir} already holds {existing.name}: continue it with --set resume=auto, "
+                "or choose a new output_dir."
+            )
+        return None
+    if resume == "auto":
+        found = latest_checkpoint(output_dir)
+        return str(found) if found is not None else None
+    path = Path(resume)
+    if not (path / "trainer_state.json").is_file():
+        raise ValueError(
+            f"resume={resume} is not a complete checkpoint (no trainer_state.json): pick a "
+            "checkpoint-N folder written to the end, or resume=auto."
+        )
+    return str(path)
+
+
+def train(config: RecipeConfig) -> TrainResult:
+    """Runs one training stage of a recipe and writes its outputs.
+
+    Writes, in `config.output_dir`: `recipe.yaml` (the resolved recipe), `checkpoint-N/`
+    (complete checkpoints only), `connector/` (the connector export that a next stage's
+    `connector_init` reads) and, with `export.full_model`, a `from_pretrained`-loadable model
+    with its processor.
+    """
+    config.validate()
+    args = training_arguments(config)
+    resume = resolve_resume(config.resume, args.output_dir)
+    set_seed(config.seed)  # random parts of model_init are part of the run
+    model, processor = build_model(config.model, config.model_init)
+    if config.connector_init is not None:
+        init_connector(model, config.connector_init)
+    sampler = BudgetSampler(
+        config.budget.policy, model.config.num_queries, config.seed, config.budget.per_forward
+    )
+    data = config.data
+    dataset = LlavaJsonDataset(
+        data.train_json,
+        processor,
+        template=data.template,
+        image_folder=data.image_folder,
+        max_length=data.max_length,
+        max_visual_tokens=model.config.num_queries,
+        bad_records=data.bad_records,
+    )
+    trainable = set_trainable(model, config.train_modules, config.lora)
+    logger.warning("%s: %s, %d records", config.name, trainable_summary(trainable), len(dataset))
+    pad_id = processor.tokenizer.pad_token_id
+    trainer = MQTTrainer(
+        model=trainable,
+        args=args,
+        train_dataset=dataset,
+        data_collator=LlavaCollator(pad_id, processor.image_token_id),
+        processing_class=processor,
+        budget_sampler=sampler,
+        image_token_id=processor.image_token_id,
+        pad_token_id=pad_id,
+        modality_lengths=dataset.modality_lengths if data.group_by_modality_length else None,
+    )
+    if args.should_save:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.output_dir) / "recipe.yaml").write_text(yaml.safe_dump(to_dict(config)))
+    trainer.train(resume_from_checkpoint=resume)
+    _export(trainer, config, model, processor)
+    return TrainResult(
+        Path(args.output_dir),
+        list(trainer.state.log_history),
+        list(trainer.budget_log),
+        dict(dataset.skipped_at_load),
+        trainer.state.global_step,
+    )
+
+
+def _export(trainer: MQTTrainer, config: RecipeConfig, model, processor) -> None:
+    """Writes the connector export and the full model (LoRA merged into the LM)."""
+    out = Path(trainer.args.output_dir)
+    if config.lora is not None:
+        if not trainer.args.should_save:
+            return
+        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+        if config.export.connector:
+            export_connector(merged.connector.state_dict(), merged.config, out / "connector")
+        if config.export.full_model:
+            merged.save_pretrained(out)
+            processor.save_pretrained(out)
+        return
+    if config.export.full_model:
+        trainer.save_model(str(out))  # gathers FSDP / ZeRO-3 shards; saves the processor too
+    if config.export.connector:
+        state = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # collective
+        if trainer.args.should_save:
+            connector = {
+                k[len("connector.") :]: v for k, v in state.items() if k.startswith("connector.")
+            }
+            export_connector(connector, model.config, out / "connector")
