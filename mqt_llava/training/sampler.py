@@ -91,5 +91,6 @@ def _int(text: str, policy: str) -> int:
         return int(text)
     except ValueError:
         raise ValueError(
-            f"Budget policy {policy!r}: {text!r} is not an integer; accepted: {', '.join(POLICIES)}."
+            f"Budget policy {policy!r}: {text!r} is not an integer; accepted: "
+            f"{', '.join(POLICIES)}."
         ) from None
