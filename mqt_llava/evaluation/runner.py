@@ -1,0 +1,342 @@
+"""``mqt-llava eval``: answer a benchmark at several budgets, resumably, then score it.
+
+Output folder (``--out``)::
+
+    run.json              what was run (benchmark, model, data, batch size, generation limit)
+    answers_m{m}.jsonl    one LLaVA-1.5 answer file per budget m
+    metrics.json          the scorer's metrics per budget and the headline number
+
+Each batch of questions is encoded once by the vision tower and the connector at the largest
+budget; every budget slices its prefix of those tokens (exact, by the prefix property). Answers
+are appended batch by batch, flushed and fsynced, so an interrupted run keeps every finished
+batch; rerunning the same command skips the finished question ids of each budget. Batches are
+cut from the full question list at fixed positions, so a resumed run generates every batch with
+the same neighbours, hence the same answers, as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from mqt_llava.evaluation.readers import Benchmark, EvalItem, headline_value
+from mqt_llava.evaluation.score import score
+from mqt_llava.evaluation.scorers import AnnotationFormatError
+
+RUN_FILE, METRICS_FILE = "run.json", "metrics.json"
+# Settings that change the answers: a resumed run must use the same ones.
+_RUN_KEYS = ("benchmark", "model", "batch_size", "max_new_tokens", "template")
+
+
+def answer_file(out: Path, num_visual_tokens: int) -> Path:
+    """Where the answers at budget m are written."""
+    return Path(out) / f"answers_m{num_visual_tokens}.jsonl"
+
+
+def answer_id(model_id: str, key: tuple[str, str], num_visual_tokens: int) -> str:
+    """A deterministic answer id (the release draws a random one), so reruns write equal files."""
+    text = json.dumps([model_id, *key, num_visual_tokens])
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:22]
+
+
+def finished_keys(path: Path) -> set[tuple[str, str]]:
+    """The (question id, prompt) keys already answered in an answer file.
+
+    A last line cut short by an interruption (no newline, or not JSON) is removed from the file,
+    so that appending continues on a clean line.
+    """
+    if not path.is_file():
+        return set()
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1  # everything after the last newline is an unfinished line
+    keys = set()
+    for line in data[:keep].splitlines():
+        if line.strip():
+            record = json.loads(line)
+            keys.add((str(record["question_id"]), str(record.get("prompt", ""))))
+    if keep < len(data):
+        with open(path, "r+b") as file:
+            file.truncate(keep)
+    return keys
+
+
+def _append(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    """Appends records as JSON lines in one write, then flushes them to disk."""
+    with open(path, "a", encoding="utf-8") as file:
+        file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _record(item: EvalItem, text: str, m: int, model_id: str) -> dict[str, Any]:
+    return {
+        "question_id": item.question_id,
+        "prompt": item.prompt,
+        "text": text,
+        **item.answer_fields,
+        "answer_id": answer_id(model_id, item.key, m),
+        "model_id": model_id,
+        "metadata": {"num_visual_tokens": m, **item.metadata},
+    }
+
+
+def _check_unique(items: Sequence[EvalItem]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for item in items:
+        if item.key in seen:
+            raise ValueError(
+                f"question {item.question_id!r} appears twice with the same prompt; "
+                "resuming needs (question_id, prompt) to be unique"
+            )
+        seen.add(item.key)
+
+
+def run_budgets(
+    model,
+    processor,
+    items: Sequence[EvalItem],
+    budgets: Sequence[int],
+    out: Path,
+    model_id: str,
+    batch_size: int = 8,
+    max_new_tokens: int = 128,
+    template: str = "llava_v1",
+    progress: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[int, Path]:
+    """Answers every item at every budget, resuming from the answer files already in ``out``.
+
+    Args:
+        model: An `MQTLlavaForConditionalGeneration` in eval mode.
+        processor: Its `MQTLlavaProcessor`.
+        items: The questions, in the order they are batched.
+        budgets: Budgets m, validated against the model's M.
+        out: Output folder; ``answers_m{m}.jsonl`` per budget.
+        model_id: The answers' ``model_id``.
+        batch_size: Questions per batch (the same value must be used to resume).
+        max_new_tokens: Generation limit.
+        template: Chat template of the prompts.
+        progress: Show a progress bar (on stderr).
+        on_batch: Called with the batch index after each processed batch (tests use it to
+            interrupt a run).
+
+    Returns:
+        Budget → answer file.
+    """
+    from mqt_llava.evaluation.generation import encode_images, generate_answers
+    from mqt_llava.model import check_num_visual_tokens
+
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    if max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    budgets = sorted({check_num_visual_tokens(m, model.config.num_queries) for m in budgets})
+    _check_unique(items)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {m: answer_file(out, m) for m in budgets}
+    done = {m: finished_keys(files[m]) for m in budgets}
+    wanted = {item.key for item in items}
+    initial = sum(len(done[m] & wanted) for m in budgets)
+    bar = tqdm(
+        total=len(items) * len(budgets), initial=initial, unit="answer", disable=not progress
+    )
+    try:
+        for index, start in enumerate(range(0, len(items), batch_size)):
+            batch = items[start : start + batch_size]
+            todo = {m: [i for i, it in enumerate(batch) if it.key not in done[m]] for m in budgets}
+            if not any(todo.values()):
+                continue
+            images = [item.image for item in batch if item.image is not None]
+            # One pass of the vision tower + connector for the whole sweep: (I, M_max, D).
+            features = encode_images(model, processor, images, budgets[-1]) if images else None
+            prompts = [
+                processor.build_prompt(it.question, int(it.image is not None), template)
+                for it in batch
+            ]
+            for m in budgets:
+                if not todo[m]:
+                    continue
+                # The whole batch is generated even if part of it was answered before an
+                # interruption: the same neighbours give the same padded batch, hence answers.
+                texts = generate_answers(model, processor, prompts, features, m, max_new_tokens)
+                records = [_record(batch[i], texts[i], m, model_id) for i in todo[m]]
+                _append(files[m], records)
+                done[m].update(batch[i].key for i in todo[m])
+                bar.update(len(records))
+            if on_batch is not None:
+                on_batch(index)
+    finally:
+        bar.close()
+    return files
+
+
+def score_answers(
+    benchmark: Benchmark,
+    files: dict[int, Path],
+    annotations: Path | None,
+    scorer_questions: Path | None,
+) -> list[dict[str, Any]]:
+    """Scores each budget's answer file; a scorer's refusal is recorded, not raised.
+
+    Returns:
+        One ``{"num_visual_tokens", "answers", "score", "metrics"}`` per budget (``score`` and
+        ``metrics`` None without annotations; ``error`` set if the scorer refused the files).
+    """
+    results = []
+    for m, path in sorted(files.items()):
+        row: dict[str, Any] = {"num_visual_tokens": m, "answers": path.name}
+        row["score"] = row["metrics"] = None
+        if annotations is not None:
+            try:
+                metrics = score(benchmark.name, path, annotations, scorer_questions)
+            except (AnnotationFormatError, ValueError, FileNotFoundError) as err:
+                row["error"] = str(err)
+            else:
+                row["metrics"] = metrics
+                row["score"] = headline_value(benchmark, metrics)
+        results.append(row)
+    return results
+
+
+def check_run_file(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
+    """Refuses to resume a run made with other settings; with ``overwrite``, clears ``out``.
+
+    Raises:
+        ValueError: ``out`` holds a run of another benchmark, model, batch size, generation
+            limit or template.
+    """
+    path = out / RUN_FILE
+    if overwrite:
+        for stale in [*out.glob("answers_m*.jsonl"), path, out / METRICS_FILE]:
+            stale.unlink(missing_ok=True)
+    elif path.is_file():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        changed = [k for k in _RUN_KEYS if previous.get(k) != settings.get(k)]
+        if changed:
+            detail = ", ".join(f"{k}: {previous.get(k)!r} → {settings.get(k)!r}" for k in changed)
+            raise ValueError(
+                f"{out} holds a run with other settings ({detail}); resume with the same "
+                "settings, choose another --out, or pass --overwrite"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+
+
+def write_metrics(
+    out: Path,
+    benchmark: Benchmark,
+    settings: dict[str, Any],
+    results: list[dict[str, Any]],
+    annotations: Path | None,
+) -> Path:
+    """Writes ``metrics.json``: the run's settings, the headline per budget and all metrics."""
+    payload = {
+        "benchmark": benchmark.name,
+        "title": benchmark.title,
+        "model": settings["model"],
+        "num_questions": settings["num_questions"],
+        "headline": ".".join(benchmark.headline),
+        "percent": benchmark.percent,
+        "annotations": str(annotations) if annotations is not None else None,
+        "results": results,
+    }
+    path = out / METRICS_FILE
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def evaluate(
+    model: str | Path | None,
+    benchmark: str,
+    data: Path,
+    num_visual_tokens: Sequence[int],
+    out: Path,
+    batch_size: int = 8,
+    limit: int | None = None,
+    max_new_tokens: int | None = None,
+    questions: Path | None = None,
+    image_folder: Path | None = None,
+    annotations: Path | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluates a model on a benchmark at several budgets (the ``mqt-llava eval`` command).
+
+    Args:
+        model: A model folder (None: the bundled default model).
+        benchmark: A name of `mqt_llava.evaluation.readers.BENCHMARKS`.
+        data: The benchmark folder, laid out as LLaVA-1.5's ``playground/data/eval/<name>``.
+        num_visual_tokens: The budgets to evaluate, each in [1, M].
+        out: Output folder (answers per budget, ``metrics.json``); an earlier run there is
+            resumed.
+        batch_size: Questions per generation batch.
+        limit: Only the first ``limit`` questions.
+        max_new_tokens: Generation limit (default: the release's for the benchmark).
+        questions: Question file instead of the benchmark's default one in ``data``.
+        image_folder: Image folder instead of the benchmark's default one.
+        annotations: Official annotations instead of those found in ``data``.
+        device: cpu, cuda, ... (default: cuda if available).
+        overwrite: Discard an earlier run in ``out`` instead of resuming it.
+        progress: Show a progress bar.
+        on_batch: Called after each batch with its index.
+
+    Returns:
+        The contents of ``metrics.json``.
+
+    Raises:
+        ValueError: Unknown benchmark, bad budget / batch size / limit, malformed files, or
+            ``out`` holding a run with other settings.
+        FileNotFoundError: A benchmark file, image or the model folder is missing.
+    """
+    from mqt_llava.evaluation.readers import get_benchmark
+    from mqt_llava.inference import load
+
+    spec = get_benchmark(benchmark)
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
+    if not Path(data).exists():
+        raise FileNotFoundError(f"--data {data}: no such folder")
+    items = spec.read(Path(data), questions, image_folder)[:limit]
+    if not items:
+        raise ValueError(f"{data}: the {spec.name} question file holds no questions")
+    vlm = load(model, device=device)
+    model_path = str(Path(model).resolve()) if model is not None else "bundled default model"
+    settings = {
+        "benchmark": spec.name,
+        "model": model_path,
+        "data": str(Path(data).resolve()),
+        "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens or spec.max_new_tokens,
+        "template": vlm.template,
+        "num_questions": len(items),
+    }
+    check_run_file(Path(out), settings, overwrite)
+    files = run_budgets(
+        vlm.model,
+        vlm.processor,
+        items,
+        num_visual_tokens,
+        Path(out),
+        model_id=Path(model_path).name,
+        batch_size=batch_size,
+        max_new_tokens=settings["max_new_tokens"],
+        template=vlm.template,
+        progress=progress,
+        on_batch=on_batch,
+    )
+    if annotations is None:
+        annotations = spec.annotations(Path(data), questions, Path(out))
+    elif not annotations.exists():
+        raise FileNotFoundError(f"--annotations {annotations}: no such file or folder")
+    scorer_questions = spec.scorer_questions(Path(data), questions) if annotations else None
+    results = score_answers(spec, files, annotations, scorer_questions)
+    write_metrics(Path(out), spec, settings, results, annotations)
+    return json.loads((Path(out) / METRICS_FILE).read_text(encoding="utf-8"))
