@@ -1,0 +1,156 @@
+"""`mqt-llava flops` and `mqt-llava bench`: FLOPs per budget and measured latency.
+
+Imported for `--help`: nothing heavy (torch, transformers) at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _quiet() -> None:
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _config(preset: str | None, model: Path | None, default: str):
+    from .flops import load_config, preset_config
+
+    if model is not None:
+        return load_config(model)
+    if preset in (None, default) and default == "mid":
+        from .latency import mid_config
+
+        return mid_config()
+    return preset_config(preset or default)
+
+
+def flops(
+    preset: str | None,
+    model: Path | None,
+    prompt_tokens: int,
+    budgets: list[int] | None,
+    as_json: bool,
+) -> None:
+    """Prefill FLOPs per visual-token budget and for LLaVA-1.5, counted on the meta device."""
+    _quiet()
+    from .flops import flops_report, format_report
+
+    report = flops_report(_config(preset, model, "mqt-llava-7b"), budgets, prompt_tokens)
+    print(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+def bench(
+    preset: str | None,
+    model: Path | None,
+    budgets: list[int] | None,
+    prompt_tokens: int,
+    new_tokens: int,
+    repeats: int,
+    warmup: int,
+    threads: int,
+    seed: int,
+    as_json: bool,
+    out: Path | None,
+) -> None:
+    """Prefill latency and decode speed per budget, against transformers' LLaVA, interleaved."""
+    _quiet()
+    from .latency import run_latency
+    from .report import format_latency
+
+    result = run_latency(
+        _config(preset, model, "mid"),
+        budgets,
+        prompt_tokens,
+        new_tokens,
+        repeats,
+        warmup,
+        threads,
+        seed,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    if out is not None:
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2) if as_json else format_latency(result))
+
+
+def register(subparsers) -> None:
+    """Adds `flops` and `bench` to the `mqt-llava` command."""
+    from ..cli import _budget_list
+
+    p = subparsers.add_parser(
+        "flops", help=(flops.__doc__ or "").splitlines()[0], description=flops.__doc__
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--preset", choices=["mqt-llava-7b"], help="a named configuration (default: mqt-llava-7b)"
+    )
+    source.add_argument("--model", type=Path, help="a saved model folder (reads config.json)")
+    p.add_argument("--prompt-tokens", type=_nonnegative, default=60, help="text tokens (def. 60)")
+    p.add_argument("--budgets", type=_budget_list, help="budgets, e.g. 1,16,256 (default: all)")
+    p.add_argument("--json", action="store_true", dest="as_json", help="print JSON")
+    p.set_defaults(run=lambda a: flops(a.preset, a.model, a.prompt_tokens, a.budgets, a.as_json))
+
+    p = subparsers.add_parser(
+        "bench", help=(bench.__doc__ or "").splitlines()[0], description=bench.__doc__
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument(
+        "--preset",
+        choices=["mid", "mqt-llava-7b"],
+        help="mid: ~140M parameters, minutes on a CPU (default); mqt-llava-7b needs a GPU-class "
+        "machine's memory",
+    )
+    source.add_argument(
+        "--model", type=Path, help="time this folder's architecture (config.json; random weights)"
+    )
+    p.add_argument("--budgets", type=_budget_list, help="budgets, e.g. 16,256 (default: all)")
+    p.add_argument("--prompt-tokens", type=_positive, default=60)
+    p.add_argument("--new-tokens", type=_positive, default=16, help="decoded tokens per sample")
+    p.add_argument("--repeats", type=_positive, default=5, help="timed repetitions")
+    p.add_argument("--warmup", type=_nonnegative, default=1, help="untimed repetitions first")
+    p.add_argument("--threads", type=_positive, default=1, help="torch threads (1: CPU time)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", dest="as_json", help="print JSON")
+    p.add_argument("--out", type=Path, help="also write the JSON result here")
+    p.set_defaults(
+        run=lambda a: bench(
+            a.preset,
+            a.model,
+            a.budgets,
+            a.prompt_tokens,
+            a.new_tokens,
+            a.repeats,
+            a.warmup,
+            a.threads,
+            a.seed,
+            a.as_json,
+            a.out,
+        )
+    )
+
+
+def _positive(text: str) -> int:
+    return _integer(text, 1)
+
+
+def _nonnegative(text: str) -> int:
+    return _integer(text, 0)
+
+
+def _integer(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+    return value
