@@ -38,7 +38,8 @@ def test_unknown_benchmark_lists_the_supported_ones(gqa_files):
     with pytest.raises(ValueError, match="unknown benchmark 'okvqa'; supported: gqa, mmbench"):
         score("okvqa", *gqa_files)
     assert set(SCORERS) == {
-        "gqa", "mmbench", "mme", "mmmu", "pope", "scienceqa", "seed", "textvqa", "vizwiz", "vqav2",
+        "gqa", "mmbench", "mme", "mmmu", "pope", "scienceqa", "seed", "shapes", "textvqa",
+        "vizwiz", "vqav2",
     }  # fmt: skip
 
 
@@ -80,12 +81,17 @@ def test_malformed_annotation_file(tmp_path, write_answers):
 
 
 def test_scorers_import_no_model_code():
-    # Scorers must stay pure: nothing under mqt_llava/evaluation imports torch, transformers or
-    # the model / inference layers. (Checked on the source, since the top-level package may
-    # import the model eagerly.)
+    # Scorers and readers must stay pure: they import neither torch, transformers nor the model /
+    # inference layers, even inside functions. (Checked on the source, since the top-level package
+    # may import the model eagerly.) The runner, generation and adapters use the model; they
+    # import it inside functions or modules the pure part never imports.
     forbidden = ("torch", "transformers", "mqt_llava.model", "mqt_llava.inference")
     package = Path(mqt_llava.evaluation.__file__).parent
-    for source in sorted(package.rglob("*.py")):
+    pure = [package / "__init__.py", package / "score.py"]
+    pure += sorted((package / "scorers").rglob("*.py")) + sorted(
+        (package / "readers").rglob("*.py")
+    )
+    for source in pure:
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -96,3 +102,26 @@ def test_scorers_import_no_model_code():
                 continue
             for name in names:
                 assert not name.startswith(forbidden), f"{source} imports {name}"
+
+
+def test_cli_modules_and_adapters_import_without_torch():
+    # `mqt-llava --help` imports the commands module; the harness adapters must import without
+    # their harnesses. None of them may pull torch, transformers or matplotlib in at import time.
+    import subprocess
+    import sys
+
+    modules = [
+        "mqt_llava.evaluation.commands",
+        "mqt_llava.evaluation.report",
+        "mqt_llava.evaluation.runner",
+        "mqt_llava.evaluation.adapters.lmms_eval",
+        "mqt_llava.evaluation.adapters.vlmevalkit",
+    ]
+    code = (
+        f"import sys; import {', '.join(modules)}; "
+        "print([m for m in ('torch', 'transformers', 'matplotlib', 'lmms_eval', 'vlmeval') "
+        "if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
