@@ -301,12 +301,21 @@ def _emit(job: Job, event: Event) -> None:
 
 
 class _Decoder:
-    """Turns one row's tokens into text deltas, honouring stop strings and max_tokens."""
+    """Turns one row's tokens into text deltas, honouring stop strings and max_tokens.
+
+    Decoding is incremental (as vLLM does it): each new token's text is the decoding of a short
+    window of recent tokens minus that of the window without it, and is appended to `text` once
+    it no longer ends mid-way through a multi-byte character. The answer *is* the concatenation
+    of these pieces, so a streamed answer and a whole one are the same string even where
+    decoding all tokens at once would regroup byte tokens differently.
+    """
 
     def __init__(self, job: Job, tokenizer, eos_ids: set[int]):
         self.job, self.tokenizer, self.eos_ids = job, tokenizer, eos_ids
         self.tokens: list[int] = []
-        self.sent = ""
+        self.prefix_offset = self.read_offset = 0  # the window is tokens[prefix_offset:]
+        self.text = ""  # decoded so far
+        self.sent = 0  # characters of `text` already sent
         self.done = False
 
     def push(self, token: int) -> None:
@@ -315,41 +324,54 @@ class _Decoder:
         if self.job.cancelled.is_set():
             self.done = True
             return
+        self.tokens.append(token)
         if token in self.eos_ids:
-            self.tokens.append(token)
             self.finish("stop")
             return
-        self.tokens.append(token)
-        text = self._text()
-        hits = [text.find(s) for s in self.job.params.stop if s in text]
-        if hits:
-            self._send(text[: min(hits)])
-            self._finished("stop")
-        elif len(self.tokens) >= self.job.max_tokens:
+        self._decode(final=False)
+        if self._stopped():
+            return
+        if len(self.tokens) >= self.job.max_tokens:
             self.finish("length")
-        elif not text.endswith("\ufffd"):  # not mid-way through a multi-byte character
-            self._send(text[: len(text) - _held_back(text, self.job.params.stop)])
+        else:
+            self._send(len(self.text) - _held_back(self.text, self.job.params.stop))
 
     def finish(self, reason: str) -> None:
-        if not self.done:
-            text = self._text()
-            if not self.job.cancelled.is_set():
-                self._send(text)
+        if self.done:
+            return
+        self._decode(final=True)
+        if not self._stopped():
+            self._send(len(self.text))
             self._finished(reason)
+
+    def _decode(self, final: bool) -> None:
+        ids = [t for t in self.tokens if t not in self.eos_ids]
+        decode = self.tokenizer.decode
+        before = decode(ids[self.prefix_offset : self.read_offset], skip_special_tokens=True)
+        after = decode(ids[self.prefix_offset :], skip_special_tokens=True)
+        if len(after) > len(before) and (final or not after.endswith("\ufffd")):
+            piece = after[len(before) :]
+            self.text += piece if self.text else piece.lstrip()
+            self.prefix_offset, self.read_offset = self.read_offset, len(ids)
+
+    def _stopped(self) -> bool:
+        stops = self.job.params.stop
+        start = max(0, self.sent - max((len(s) for s in stops), default=0))
+        hits = [i for i in (self.text.find(s, start) for s in stops) if i >= 0]
+        if hits:
+            self._send(min(hits))
+            self._finished("stop")
+        return bool(hits)
 
     def _finished(self, reason: str) -> None:
         self.done = self.job.finished = True
         if not self.job.cancelled.is_set():
             _emit(self.job, Finished(reason, len(self.tokens)))
 
-    def _text(self) -> str:
-        return self.tokenizer.decode(self.tokens, skip_special_tokens=True).lstrip()
-
-    def _send(self, text: str) -> None:
-        # Decoding a longer prefix can re-space earlier text; what was sent stays sent.
-        if len(text) > len(self.sent):
-            piece = text[len(self.sent) :]
-            self.sent = text
+    def _send(self, end: int) -> None:
+        if end > self.sent and not self.job.cancelled.is_set():
+            piece = self.text[self.sent : end]
+            self.sent = end
             _emit(self.job, Delta(piece))
 
 
