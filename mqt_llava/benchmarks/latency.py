@@ -253,7 +253,26 @@ def run_latency(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+    previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        variants, conditions = _run(
+            config, budgets, prompt_tokens, new_tokens, repeats, warmup, seed, progress
+        )
+    finally:
+        torch.set_num_threads(previous_threads)
+    conditions.update(
+        prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens,
+        repeats=repeats,
+        warmup=warmup,
+    )
+    clock = "cpu" if threads == 1 else "wall"
+    return summarize(variants, flops_report(config, budgets, prompt_tokens), conditions, clock)
+
+
+def _run(config, budgets, prompt_tokens, new_tokens, repeats, warmup, seed, progress):
+    """Builds the models and variants, measures them interleaved; returns them and conditions."""
     load_before = os.getloadavg()
     ours, stock = build_models(config, seed)
     variants = build_variants(ours, stock, budgets, prompt_tokens, seed)
@@ -281,11 +300,7 @@ def run_latency(
     for variant in variants:
         variant.peak_bytes = _peak_prefill_bytes(variant, weights)
     conditions = _conditions(load_before, time.perf_counter() - start, ours, stock)
-    conditions.update(
-        prompt_tokens=prompt_tokens, new_tokens=new_tokens, repeats=repeats, warmup=warmup
-    )
-    clock = "cpu" if threads == 1 else "wall"
-    return summarize(variants, flops_report(config, budgets, prompt_tokens), conditions, clock)
+    return variants, conditions
 
 
 def _measure(
@@ -338,6 +353,7 @@ def _conditions(load_before, seconds: float, ours: nn.Module, stock: nn.Module) 
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "seconds": round(seconds, 1),

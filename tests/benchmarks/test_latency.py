@@ -1,0 +1,111 @@
+"""The latency benchmark on a tiny configuration, one repetition; the memory counter."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_flops import tiny_config
+
+from mqt_llava.benchmarks.latency import build_models, decode_step_seconds, run_latency
+from mqt_llava.benchmarks.memory import PeakTensorMemory
+from mqt_llava.benchmarks.report import checks, format_latency
+from mqt_llava.cli import main
+
+
+@pytest.fixture(scope="module")
+def result():
+    return run_latency(
+        tiny_config(), budgets=[1, 16], prompt_tokens=8, new_tokens=3, repeats=1, warmup=0
+    )
+
+
+def test_one_repetition_gives_every_figure(result):
+    names = [row["name"] for row in result["rows"]]
+    assert names == ["m=1", "m=16"]
+    base = result["baseline"]
+    assert base["name"] == "llava-64" and base["context_tokens"] == 8 + 64
+    assert [row["context_tokens"] for row in result["rows"]] == [9, 24]
+    for row in [*result["rows"], base]:
+        for key in ("prefill_ms", "vision_ms", "connector_ms", "llm_ms", "decode_ms_per_token"):
+            assert row[key] > 0, key
+        assert row["vision_ms"] + row["connector_ms"] + row["llm_ms"] <= row["prefill_ms"] * 1.01
+        assert 0 < row["connector_share"] < 1
+        assert row["peak_activation_mb"] > 0
+        assert row["flop_ratio"] == pytest.approx(base["gflops"] / row["gflops"])
+    assert base["time_ratio"] == base["flop_ratio"] == 1.0
+    assert result["rows"][0]["gflops"] < result["rows"][1]["gflops"] < base["gflops"]
+    conditions = result["conditions"]
+    assert conditions["threads"] == 1 and conditions["clock"] == "cpu"
+    assert len(conditions["loadavg_before"]) == 3
+
+
+def test_run_restores_the_thread_count():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = run_latency(tiny_config(), [16], 4, new_tokens=2, repeats=1, warmup=0)
+        assert result["conditions"]["threads"] == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_table_and_checks(result):
+    text = format_latency(result)
+    assert "llava-64" in text and "load average" in text
+    verdicts = checks(result)
+    assert len(verdicts) == 4 and all(isinstance(ok, bool) for _, ok, _ in verdicts)
+
+
+def test_stock_llava_shares_our_backbones():
+    ours, stock = build_models(tiny_config())
+    assert stock.model.vision_tower is ours.vision_tower
+    assert stock.lm_head is ours.language_model.get_output_embeddings()
+    assert stock.model.multi_modal_projector.linear_1.weight.device.type == "cpu"
+    ids = torch.randint(3, 900, (1, 5))
+    with torch.no_grad():
+        a = ours(input_ids=ids).logits
+        b = stock(input_ids=ids).logits
+    torch.testing.assert_close(a, b)  # text-only: the same language model
+
+
+def test_decode_steps_are_timed_per_token():
+    ours, _ = build_models(tiny_config())
+    ids = torch.randint(3, 900, (1, 6))
+    steps = decode_step_seconds(ours.language_model, {"input_ids": ids}, new_tokens=4)
+    assert len(steps["wall"]) == len(steps["cpu"]) == 3
+    assert all(s > 0 for s in steps["wall"])
+
+
+def test_peak_memory_counts_new_storages_only():
+    linear = torch.nn.Linear(256, 1024)
+    x = torch.randn(8, 256)
+    with torch.no_grad(), PeakTensorMemory(ignore=[*linear.parameters(), x]) as memory:
+        y = linear(x)
+    assert memory.peak_bytes == y.numel() * 4  # the weights and the input are not counted
+    with PeakTensorMemory() as memory:
+        a = torch.ones(1000)
+        del a
+        b = torch.ones(500)
+    assert memory.peak_bytes == 4000 and memory.current_bytes == b.numel() * 4
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="repeats"):
+        run_latency(tiny_config(), [1], repeats=0)
+    with pytest.raises(ValueError, match="between 1 and 16"):
+        run_latency(tiny_config(), [17])
+
+
+def test_cli_bench_json(tmp_path, capsys):
+    tiny_config().save_pretrained(tmp_path)
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--model", str(tmp_path), "--budgets", "4", "--prompt-tokens", "5"]
+    argv += ["--new-tokens", "2", "--repeats", "1", "--warmup", "0", "--json", "--out", str(out)]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(out.read_text())
+    assert printed["rows"][0]["num_visual_tokens"] == 4
+    assert printed["baseline"]["num_visual_tokens"] == 64
