@@ -74,7 +74,7 @@ def _grid_tokens(maps: dict[int, dict[int, object]]) -> tuple[list[int], str]:
     return shown, f" (grid shows tokens {shown[0]}..{shown[-1]}; every map has its own PNG)"
 
 
-def _save_maps(out: Path, prefix: str, image, maps, normalise: bool) -> int:
+def _save_maps(out: Path, prefix: str, image, maps, normalise: str | None) -> int:
     """Writes `<prefix>_m<m>_token<k>.png` overlays and `<prefix>_maps.npz`; returns the count."""
     import numpy as np
 
@@ -115,7 +115,7 @@ def gradcam_command(
         template=vlm.template, max_new_tokens=max_new_tokens,
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    count = _save_maps(out, "gradcam", result.image, result.maps, normalise=False)
+    count = _save_maps(out, "gradcam", result.image, result.maps, normalise=None)
     shown, note = _grid_tokens(result.maps)
     grid = save_grid(
         result.image, result.maps, out / "gradcam_grid.png", tokens=shown,
@@ -137,7 +137,7 @@ def gradcam_command(
     (out / "gradcam.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"{'tokens':>6}  {'top token':>9}  answer")
     for m in result.maps:
-        answer = result.answers.get(m, "")
+        answer = "".join(ch for ch in result.answers.get(m, "") if ch.isprintable())
         print(f"{m:>6}  {result.most_relevant_token(m):>9}  {answer}")
     print(f"wrote {count} overlays, gradcam_maps.npz and gradcam.json to {out}; grid: {grid}{note}")
 
@@ -171,13 +171,14 @@ def attention_command(
         size = vlm.processor.preprocess_images([Image.new("RGB", (8, 8))]).shape[-1]
         view = Image.new("RGB", (size, size), (128, 128, 128))
     out.mkdir(parents=True, exist_ok=True)
-    count = _save_maps(out, "attention", view, maps, normalise=True)
+    count = _save_maps(out, "attention", view, maps, normalise="minmax")
     heads = "mean over heads" if head is None else f"head {head}"
     keys = vlm.model.config.key_source
     shown, note = _grid_tokens(maps)
     grid = save_grid(
         view, maps, out / "attention_grid.png", tokens=shown,
         title=f"Connector attention ({heads}; {keys} keys)",
+        normalise="minmax",
     )  # fmt: skip
     print(
         f"connector keys: {keys}"

@@ -41,7 +41,7 @@ def overlay(
     cam: np.ndarray,
     alpha: float = 0.5,
     cmap: str = "jet",
-    normalise: bool = True,
+    normalise: str | None = "max",
 ) -> Image.Image:
     """Blends a patch-grid map over an image.
 
@@ -50,15 +50,21 @@ def overlay(
         cam: (rows, cols) map; values in [0, 1], or any non-negative values with `normalise`.
         alpha: Opacity of the heat map.
         cmap: A matplotlib colormap name.
-        normalise: Divide the map by its maximum first (attention maps are probabilities).
+        normalise: `"max"` divides the map by its maximum, `"minmax"` stretches it from its
+            minimum to its maximum (for attention maps, which are near-uniform probabilities),
+            `None` uses it as it is.
 
     Returns:
         An RGB image of the display size.
     """
     base = display_image(image)
     cam = np.asarray(cam, dtype=np.float32)
-    if normalise and cam.max() > 0:
-        cam = cam / cam.max()
+    if normalise not in ("max", "minmax", None):
+        raise ValueError(f"normalise must be 'max', 'minmax' or None, got {normalise!r}.")
+    low = float(cam.min()) if normalise == "minmax" else 0.0
+    high = float(cam.max()) if normalise else 1.0
+    if high > low:
+        cam = (cam - low) / (high - low)
     heat = upsample(np.clip(cam, 0.0, 1.0), base.size)  # (H, W)
     colours = _colormap(cmap)(heat)[..., :3]  # (H, W, 3) in [0, 1]
     picture = np.asarray(base, dtype=np.float32) / 255.0
@@ -73,6 +79,7 @@ def save_grid(
     tokens: Sequence[int] | None = None,
     title: str | None = None,
     row_labels: Mapping[int, str] | None = None,
+    normalise: str | None = "max",
     cell_inches: float = 1.6,
     dpi: int = 80,
 ) -> Path:
@@ -85,6 +92,7 @@ def save_grid(
         tokens: Columns to show (default: every token present, in order).
         title: Figure title.
         row_labels: budget -> extra text under the row's label (e.g. the answer).
+        normalise: Colour scaling of each map, as in [`overlay`].
         cell_inches: Size of one cell.
         dpi: Resolution; the defaults keep a 4 x 5 grid around 100 kB.
 
@@ -115,7 +123,7 @@ def save_grid(
         axes[r, 0].set_ylabel(label, fontsize=8)
         for c, k in enumerate(tokens, start=1):
             if k in maps[m]:
-                axes[r, c].imshow(overlay(image, maps[m][k]))
+                axes[r, c].imshow(overlay(image, maps[m][k], normalise=normalise))
             if r == 0:
                 axes[r, c].set_title(f"token {k}", fontsize=8)
     for ax in axes.flat:

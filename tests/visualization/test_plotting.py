@@ -34,8 +34,15 @@ def test_overlay_colours_follow_the_map():
     left, right = out[100, 10], out[100, 210]
     assert left[2] > left[0]  # jet: cold is blue
     assert right[0] > right[2]  # hot is red
-    # Unnormalised maps are scaled to their maximum first (attention maps are probabilities).
+    # "max" scales a map to its maximum; "minmax" stretches its range (attention maps)
     np.testing.assert_array_equal(np.asarray(overlay(image, cam * 0.01)), out)
+    np.testing.assert_array_equal(
+        np.asarray(overlay(image, cam * 0.01 + 0.5, normalise="minmax")), out
+    )
+    flat = np.asarray(overlay(image, cam * 0.01 + 0.5, normalise=None)).astype(int)
+    assert np.abs(flat[100, 10] - flat[100, 210]).max() < 10  # 0.5 vs 0.51: nearly one colour
+    with pytest.raises(ValueError, match="normalise"):
+        overlay(image, cam, normalise="sum")
 
 
 def test_grid_figure_has_a_row_per_budget_and_a_column_per_token(tmp_path):
