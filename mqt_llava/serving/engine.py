@@ -210,6 +210,10 @@ class Engine:
         with self._cond:
             if not self.alive:
                 raise RuntimeError("The engine's worker is not running.")
+            if len(self._waiting) >= self.max_queue:  # cancelled jobs give their places back
+                self._waiting = collections.deque(
+                    job for job in self._waiting if not job.cancelled.is_set()
+                )
             if len(self._waiting) >= self.max_queue:
                 raise QueueFullError(
                     f"The server is busy ({len(self._waiting)} requests waiting); retry later."
