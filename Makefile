@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-cpu.txt)
 FIXTURE_MODEL := build/fixture-model
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint format clean system-deps
 
 install: $(STAMP)
 
@@ -35,7 +35,12 @@ demo: $(STAMP)
 	    --max-new-tokens 8; \
 	fi
 
-test: $(STAMP)
+# The web demo's browser test drives Debian's chromium (never `playwright install`).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
