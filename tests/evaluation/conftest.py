@@ -45,3 +45,34 @@ def write_answers(write_jsonl):
         return write_jsonl(name, records)
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random MQT-LLaVA (M = 16, 32x32 images) saved as a loadable model folder."""
+    import torch
+    from tiny_models import build_tiny  # imported here: the scorer tests stay torch-free
+
+    model, processor = build_tiny()
+    # At random init every query attends almost uniformly, so all visual tokens of an image are
+    # nearly equal and a test could not tell the first m tokens from any other m. Sharpening the
+    # connector's query projection makes each token distinct (and answers depend on which).
+    width = model.connector.query.shape[1]
+    with torch.no_grad():
+        model.connector.attn.in_proj_weight[:width].mul_(400.0)
+    folder = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models run much faster on one thread on a busy shared machine (measured: a 6-question
+    two-budget run takes 0.3 s on one thread, 2-6 s on two); restored after each test."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

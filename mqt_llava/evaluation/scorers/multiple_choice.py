@@ -226,8 +226,8 @@ def _options_of(record: dict, path: Path, line: int) -> tuple[str, ...]:
 
 def score_mmmu_files(answers: Path, annotations: Path, questions: Path | None = None) -> dict:
     """Scores MMMU answers (``question_id`` like ``validation_Art_Theory_12``) against
-    ``answer_dict_val.json``; ``questions`` (JSONL with ``question_id`` and ``options``) supplies
-    the option texts the official parser also matches on."""
+    ``answer_dict_val.json``; ``questions`` (JSONL with ``question_id`` or MMMU's ``id``, and
+    ``options``) supplies the option texts the official parser also matches on."""
     data = read_json(annotations)
     if not isinstance(data, dict):
         expected = "expected answer_dict_val.json: id → {'question_type', 'ground_truth'}"
@@ -235,8 +235,10 @@ def score_mmmu_files(answers: Path, annotations: Path, questions: Path | None = 
     options: dict[str, tuple[str, ...]] = {}
     if questions is not None:
         for lineno, record in read_jsonl(questions):
-            require_keys(record, ("question_id",), questions, lineno)
-            options[str(record["question_id"])] = _options_of(record, questions, lineno)
+            if "question_id" not in record:  # MMMU's own records call it "id"
+                require_keys(record, ("id",), questions, lineno)
+            qid = record.get("question_id", record.get("id"))
+            options[str(qid)] = _options_of(record, questions, lineno)
     gold = {}
     for qid, entry in data.items():
         if not isinstance(entry, dict) or not {"question_type", "ground_truth"} <= entry.keys():
