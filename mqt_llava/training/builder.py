@@ -179,7 +179,8 @@ def trainable_summary(model: torch.nn.Module) -> str:
 def export_connector(state: dict[str, torch.Tensor], config: MQTLlavaConfig, out: Path) -> Path:
     """Writes `connector.safetensors` + `connector_config.json` (what stage 2 initialises from)."""
     out.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    # clone(): gathered FSDP state dicts may hold views of storage that is freed on reshard
+    weights = {k: v.detach().cpu().clone().contiguous() for k, v in state.items()}
     save_file(weights, out / CONNECTOR_WEIGHTS, {"format": "pt"})
     meta: dict[str, Any] = {
         "num_queries": config.num_queries,

@@ -66,6 +66,8 @@ def training_arguments(config: RecipeConfig) -> TrainingArguments:
     values = {
         k: float(v) if isinstance(v, str) and _FLOAT.match(v) else v for k, v in values.items()
     }
+    for key in [k for k in values if k.endswith("_strategy") and values[k] is False]:
+        values[key] = "no"  # YAML 1.1 reads a bare `no` as false
     if "warmup_ratio" in values:  # the release's name; transformers 5 folds it into warmup_steps
         values["warmup_steps"] = float(values.pop("warmup_ratio"))
     values.setdefault("output_dir", config.output_dir)
@@ -110,13 +112,13 @@ def resolve_resume(resume: str | None, output_dir: str | Path) -> str | None:
     return str(path)
 
 
-def train(config: RecipeConfig) -> TrainResult:
+def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> TrainResult:
     """Runs one training stage of a recipe and writes its outputs.
 
     Writes, in `config.output_dir`: `recipe.yaml` (the resolved recipe), `checkpoint-N/`
     (complete checkpoints only), `connector/` (the connector export that a next stage's
     `connector_init` reads) and, with `export.full_model`, a `from_pretrained`-loadable model
-    with its processor.
+    with its processor. `trainer_cls` swaps in a subclass (e.g. one that shards differently).
     """
     config.validate()
     args = training_arguments(config)
@@ -141,7 +143,7 @@ def train(config: RecipeConfig) -> TrainResult:
     trainable = set_trainable(model, config.train_modules, config.lora)
     logger.warning("%s: %s, %d records", config.name, trainable_summary(trainable), len(dataset))
     pad_id = processor.tokenizer.pad_token_id
-    trainer = MQTTrainer(
+    trainer = trainer_cls(
         model=trainable,
         args=args,
         train_dataset=dataset,
@@ -183,8 +185,13 @@ def _export(trainer: MQTTrainer, config: RecipeConfig, model, processor) -> None
         trainer.save_model(str(out))  # gathers FSDP / ZeRO-3 shards; saves the processor too
     if config.export.connector:
         state = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # collective
+        prefix = "connector."
+        connector = {k[len(prefix) :]: _full(v) for k, v in state.items() if k.startswith(prefix)}
         if trainer.args.should_save:
-            connector = {
-                k[len("connector.") :]: v for k, v in state.items() if k.startswith("connector.")
-            }
             export_connector(connector, model.config, out / "connector")
+
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """A whole tensor from a possibly sharded one (collective for DTensors: every rank calls)."""
+    full_tensor = getattr(tensor, "full_tensor", None)
+    return full_tensor() if callable(full_tensor) else tensor
