@@ -122,7 +122,7 @@ def plot(
     budgets = sorted({r["num_visual_tokens"] for run in runs for r in run["results"]})
     for col, axis in enumerate(axes[0]):
         right = None
-        for run in runs:
+        for index, run in enumerate(runs):
             scores = _scores(run)
             ms = [m for m in sorted(scores) if col == 0 or m in flops]
             if not ms:
@@ -133,7 +133,9 @@ def plot(
                 right = right or axis.twinx()
                 target = right
             style = "o-" if run.get("percent", True) else "s--"
-            target.plot(xs, [scores[m] for m in ms], style, label=_label(run, runs))
+            target.plot(
+                xs, [scores[m] for m in ms], style, color=f"C{index}", label=_label(run, runs)
+            )  # one colour per run across both axes (a twin axis restarts the colour cycle)
         axis.set_ylabel("accuracy (%)")
         if right is not None:
             right.set_ylabel("score (MME)")
