@@ -15,7 +15,7 @@ import torch
 
 from ..model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor, check_num_visual_tokens
 from ..model.images import ImageInput
-from .gradcam import patch_grid, to_grid
+from .grad_cam import patch_grid, to_grid
 
 
 def connector_attention(

@@ -103,7 +103,7 @@ def gradcam_command(
 ) -> None:
     """Grad-CAM of visual tokens at several budgets: overlays, a grid figure and the arrays."""
     from ..model.images import load_image
-    from .gradcam import gradcam, parse_target
+    from .grad_cam import gradcam, parse_target
     from .plotting import save_grid
 
     picture = load_image(image)  # bad files fail here, before the model loads
@@ -156,7 +156,7 @@ def attention_command(
 
     from ..model.images import load_image
     from .attention import connector_attention
-    from .gradcam import model_view, resolve_tokens
+    from .grad_cam import model_view, resolve_tokens
     from .plotting import save_grid
 
     picture = load_image(image) if image is not None else None

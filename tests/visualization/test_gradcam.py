@@ -8,7 +8,7 @@ import torch
 
 from mqt_llava.data.shapes import write_example_images
 from mqt_llava.visualization import gradcam, parse_target
-from mqt_llava.visualization.gradcam import Target, resolve_tokens, to_grid, token_cam
+from mqt_llava.visualization.grad_cam import Target, resolve_tokens, to_grid, token_cam
 
 QUESTION = "What colour is the circle?"
 BUDGETS = [4, 16]

@@ -122,3 +122,16 @@ def test_help_lists_the_commands_and_bad_token_text_is_refused(capsys):
         parser.parse_args(["gradcam", "--image", "x", "--question", "q", "--out", "o",
                            "--token", "first"])  # fmt: skip
     assert "expected 'all' or 0-based token indices" in capsys.readouterr().err
+
+
+def test_the_command_module_is_torch_free_and_the_api_names_resolve():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mqt_llava.visualization.commands; assert 'torch' not in sys.modules; "
+        "import mqt_llava.visualization.grad_cam; "
+        "from mqt_llava.visualization import gradcam, connector_attention; "
+        "assert callable(gradcam) and callable(connector_attention)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

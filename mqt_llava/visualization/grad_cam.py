@@ -148,8 +148,9 @@ def model_view(processor: MQTLlavaProcessor, pixel_values: torch.Tensor) -> Imag
         An RGB image of H x W pixels (the padded-to-square, resized and cropped input).
     """
     ip = processor.image_processor
-    mean = torch.tensor(ip.image_mean, dtype=torch.float32)[:, None, None]
-    std = torch.tensor(ip.image_std, dtype=torch.float32)[:, None, None]
+    normalised = getattr(ip, "do_normalize", True)
+    mean = torch.tensor(ip.image_mean if normalised else [0.0] * 3)[:, None, None]
+    std = torch.tensor(ip.image_std if normalised else [1.0] * 3)[:, None, None]
     scale = getattr(ip, "rescale_factor", 1 / 255) if getattr(ip, "do_rescale", True) else 1.0
     pixels = (pixel_values.detach().float().cpu() * std + mean) / scale  # (3, H, W) in 0..255
     array = pixels.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
@@ -196,8 +197,8 @@ def greedy_answer(
     answer = out[0, input_ids.shape[1] :]
     eos = model.generation_config.eos_token_id
     eos = {eos} if isinstance(eos, int) else set(eos or [])
-    keep = [i for i, t in enumerate(answer.tolist()) if t in eos]
-    return answer[: keep[0]] if keep else answer
+    ends = [i for i, t in enumerate(answer.tolist()) if t in eos]
+    return answer[: ends[0]] if ends else answer
 
 
 def _score(logits: torch.Tensor, prompt_len: int, answer: torch.Tensor, target: Target, eos: int):
