@@ -133,7 +133,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._ids = itertools.count()
-        self.stats = {"completed": 0, "failed": 0, "batches": 0, "largest_batch": 0}
+        self.stats = {"completed": 0, "cancelled": 0, "failed": 0, "batches": 0, "largest_batch": 0}
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> Engine:
@@ -249,7 +249,9 @@ class Engine:
                 return
             try:
                 self._generate(batch)
-                self.stats["completed"] += len(batch)
+                cancelled = sum(not job.finished for job in batch)  # clients that went away
+                self.stats["cancelled"] += cancelled
+                self.stats["completed"] += len(batch) - cancelled
             except Exception as err:  # one bad batch must not end the worker
                 logger.exception("generation failed for a batch of %d", len(batch))
                 self.stats["failed"] += len(batch)
@@ -341,7 +343,8 @@ class _Decoder:
             self._send(len(self.text) - _held_back(self.text, self.job.params.stop))
 
     def finish(self, reason: str) -> None:
-        if self.done:
+        if self.done or self.job.cancelled.is_set():
+            self.done = True
             return
         self._decode(final=True)
         if not self._stopped():

@@ -75,6 +75,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     app.state.engine, app.state.settings = engine, settings
     created = int(time.time())
     config = engine.model.config
+    decoding = asyncio.Semaphore(4)
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, err: APIError) -> JSONResponse:
@@ -141,7 +142,8 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         def sink(event) -> None:  # called from the worker thread
             loop.call_soon_threadsafe(events.put_nowait, event)
 
-        job = await run_in_threadpool(_prepare, engine, settings, chat, sink)
+        async with decoding:  # bounds the memory of decoded images held at once
+            job = await run_in_threadpool(_prepare, engine, settings, chat, sink)
         try:
             engine.submit(job)
         except QueueFullError as err:

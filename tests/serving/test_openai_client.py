@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 import openai
@@ -138,3 +139,20 @@ def test_concurrent_requests_are_batched_and_answer_as_alone(client, server, ima
     stats = httpx.get(f"{server.url}/health").json()["stats"]
     assert stats["largest_batch"] > 1
     assert stats["batches"] - before["batches"] < len(budgets) + 1
+
+
+def test_a_client_leaving_mid_stream_frees_the_worker(server, image_message):
+    body = {"model": MODEL_NAME, "messages": image_message, "max_tokens": 400, "stream": True,
+            "temperature": 0}  # fmt: skip
+    before = httpx.get(f"{server.url}/health").json()["stats"]
+    headers = {"Authorization": "Bearer test-key"}
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, headers=headers) as r:
+        lines = r.iter_lines()
+        assert next(lines).startswith("data: ")  # the stream has begun; now hang up
+    for _ in range(100):
+        stats = httpx.get(f"{server.url}/health").json()["stats"]
+        if stats["cancelled"] > before["cancelled"]:
+            break
+        time.sleep(0.05)
+    assert stats["cancelled"] == before["cancelled"] + 1
+    assert stats["completed"] == before["completed"]  # stopped, not generated to the end
