@@ -9,8 +9,9 @@ text-only records, batches grouped by modality) three times with the same global
 
 and compares the per-step losses and the final connector weights. On CPU the Trainer ignores
 its `fsdp` option (accelerate enables FSDP for GPUs only), so the `fsdp` worker hands the
-Trainer's accelerator an FSDP2 plugin explicitly and checks that the parameters really are
-sharded (DTensors holding half of each tensor per rank).
+Trainer's accelerator an FSDP2 plugin explicitly (wrapping the units that the shipped
+`configs/fsdp.json` names) and checks that the parameters really are sharded (DTensors holding
+half of each tensor per rank).
 
     python scripts/check_distributed.py              # all three, then the comparison
     python scripts/check_distributed.py --steps 8 --tolerance 1e-5
@@ -28,6 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER = ROOT / "tests" / "data" / "original-tiny" / "checkpoint"
+# The units the shipped FSDP config wraps (decoder layers, encoder layers, the connector).
+SHIPPED_FSDP = json.loads((ROOT / "mqt_llava" / "training" / "configs" / "fsdp.json").read_text())
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
 
 
@@ -104,7 +107,7 @@ def fsdp_trainer_cls():
             plugin = FullyShardedDataParallelPlugin(
                 fsdp_version=2,
                 auto_wrap_policy="transformer_based_wrap",
-                transformer_cls_names_to_wrap=["LlamaDecoderLayer", "CLIPEncoderLayer"],
+                transformer_cls_names_to_wrap=SHIPPED_FSDP["transformer_layer_cls_to_wrap"],
                 reshard_after_forward=True,
                 state_dict_type="FULL_STATE_DICT",
             )

@@ -77,3 +77,21 @@ def test_print_config_shows_the_resolved_recipe(capsys):
     assert cli_main(["train", "stage1", *("--set", DATA[0]), "--print-config"]) == 0
     out = capsys.readouterr().out
     assert "policy: fixed:M" in out and "train_json: data.json" in out
+
+
+def test_shipped_fsdp_config_builds_an_fsdp2_plugin_and_zero_configs_parse():
+    import json
+
+    from mqt_llava.training.config import CONFIGS_DIR
+
+    config = load_recipe(
+        "stage2", [*DATA, "training.fsdp=full_shard auto_wrap", "training.fsdp_config=fsdp"]
+    )
+    plugin = training_arguments(config).fsdp_plugin_args
+    assert plugin["fsdp_version"] == 2
+    assert "MatryoshkaQueryTransformer" in plugin["transformer_cls_names_to_wrap"]
+    stages = {
+        name: json.loads((CONFIGS_DIR / f"{name}.json").read_text())["zero_optimization"]["stage"]
+        for name in ("zero2", "zero3", "zero3_offload")
+    }
+    assert stages == {"zero2": 2, "zero3": 3, "zero3_offload": 3}
