@@ -66,8 +66,7 @@ def eval_command(args: argparse.Namespace) -> None:
 
 
 def report_command(args: argparse.Namespace) -> None:
-    """Tabulate and plot evaluation runs: benchmark x budget, and accuracy against budget and
-    prefill TFLOPs."""
+    """Tabulate eval runs (benchmark x budget); plot accuracy against budget and prefill TFLOPs."""
     from mqt_llava.evaluation.report import write_report
 
     flops = json.loads(args.flops.read_text(encoding="utf-8")) if args.flops else None
@@ -109,8 +108,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=eval_command)
 
-    doc = report_command.__doc__.split("\n")[0].strip()
-    p = subparsers.add_parser("report", help=doc, description=report_command.__doc__)
+    doc = report_command.__doc__.strip()
+    p = subparsers.add_parser("report", help=doc, description=doc)
     p.add_argument("runs", type=Path, nargs="+", help="output folders of `mqt-llava eval`")
     p.add_argument("--out", type=Path, required=True, help="folder for results.md and the PNG")
     p.add_argument(
