@@ -267,6 +267,7 @@ def evaluate(
     overwrite: bool = False,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    template: str = "llava_v1",
 ) -> dict[str, Any]:
     """Evaluates a model on a benchmark at several budgets (the ``mqt-llava eval`` command).
 
@@ -287,6 +288,7 @@ def evaluate(
         overwrite: Discard an earlier run in ``out`` instead of resuming it.
         progress: Show a progress bar.
         on_batch: Called after each batch with its index.
+        template: Chat template of the prompts (the release's ``llava_v1``).
 
     Returns:
         The contents of ``metrics.json``.
@@ -307,7 +309,6 @@ def evaluate(
     items = spec.read(Path(data), questions, image_folder)[:limit]
     if not items:
         raise ValueError(f"{data}: the {spec.name} question file holds no questions")
-    vlm = load(model, device=device)
     model_path = str(Path(model).resolve()) if model is not None else "bundled default model"
     settings = {
         "benchmark": spec.name,
@@ -315,10 +316,11 @@ def evaluate(
         "data": str(Path(data).resolve()),
         "batch_size": batch_size,
         "max_new_tokens": max_new_tokens or spec.max_new_tokens,
-        "template": vlm.template,
+        "template": template,
         "num_questions": len(items),
     }
-    check_run_file(Path(out), settings, overwrite)
+    check_run_file(Path(out), settings, overwrite)  # before loading: a refusal costs nothing
+    vlm = load(model, device=device)
     files = run_budgets(
         vlm.model,
         vlm.processor,
@@ -328,7 +330,7 @@ def evaluate(
         model_id=Path(model_path).name,
         batch_size=batch_size,
         max_new_tokens=settings["max_new_tokens"],
-        template=vlm.template,
+        template=template,
         progress=progress,
         on_batch=on_batch,
     )
