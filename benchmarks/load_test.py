@@ -1,7 +1,7 @@
 """A bounded load test of `mqt-llava serve`: p50/p99 latency and error counts at 1, 4, 16 clients.
 
-Starts the server in this process on a free 127.0.0.1 port (or targets `--url`, which must be a
-loopback address), then for each concurrency level sends a fixed number of chat completions with
+Starts `mqt-llava serve` in a child process on a free 127.0.0.1 port (or in this process with
+`--in-process`, or targets `--url`, which must be a loopback address), then for each concurrency level sends a fixed number of chat completions with
 an image, spread over that many client threads, each client sending its next request when the
 last one is answered. Budgets cycle over several values, so batches mix budgets.
 
@@ -17,8 +17,12 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import os
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -105,6 +109,40 @@ def run_level(
     }
 
 
+class ServerProcess:
+    """`mqt-llava serve` in a child process on a free loopback port, stopped on `close`."""
+
+    def __init__(self, model: Path, max_queue: int, max_batch: int, threads: int):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.argv = [sys.executable, "-m", "mqt_llava.cli", "serve", "--model", str(model),
+                     "--port", str(self.port), "--model-name", "load-test",
+                     "--max-queue", str(max_queue), "--max-batch", str(max_batch)]  # fmt: skip
+        self.env = {**os.environ, "OMP_NUM_THREADS": str(threads)}  # torch's intra-op threads
+        self.log = tempfile.TemporaryFile()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 300) -> str:
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self.log, stderr=self.log)
+        url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.log.seek(0)
+        raise RuntimeError(f"the server did not start:\n{self.log.read().decode()[-2000:]}")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.log.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="model folder to serve in-process")
@@ -116,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-queue", type=int, default=8)
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the server")
+    parser.add_argument(
+        "--in-process", action="store_true", help="run the server in this process (tests)"
+    )
     args = parser.parse_args(argv)
     if (args.model is None) == (args.url is None):
         parser.error("give exactly one of --model and --url")
@@ -124,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
 
     server = None
-    if args.model is not None:
+    if args.model is not None and args.in_process:  # quick, but clients and server share a GIL
         import torch
 
         from mqt_llava.inference import load
@@ -136,11 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         engine = Engine(vlm, max_queue=args.max_queue, max_batch=args.max_batch)
         app = create_app(engine, ServerSettings(model_name="load-test"))
         server = BackgroundServer(app).__enter__()
-        url, capacity = server.url, args.max_queue + args.max_batch
+        url = server.url
+    elif args.model is not None:
+        server = ServerProcess(args.model, args.max_queue, args.max_batch, args.threads)
+        url = server.start()
     else:
-        url, capacity = args.url.rstrip("/"), None
+        url = args.url.rstrip("/")
         if urllib.parse.urlsplit(url).hostname not in LOOPBACK:
             parser.error("--url must be a loopback address (127.0.0.1, localhost, ::1)")
+    capacity = args.max_queue + args.max_batch if args.model is not None else None
     try:
         card = httpx.get(f"{url}/v1/models", timeout=30).json()["data"][0]
         model, M = card["id"], card["max_visual_tokens"]

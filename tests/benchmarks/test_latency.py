@@ -109,3 +109,19 @@ def test_cli_bench_json(tmp_path, capsys):
     assert printed == json.loads(out.read_text())
     assert printed["rows"][0]["num_visual_tokens"] == 4
     assert printed["baseline"]["num_visual_tokens"] == 64
+
+
+def test_generate_does_no_image_work_after_the_prefill():
+    ours, _ = build_models(tiny_config())
+    calls = {"vision": 0, "connector": 0, "llm": 0}
+    for name, module in (
+        ("vision", ours.vision_tower),
+        ("connector", ours.connector),
+        ("llm", ours.language_model.get_decoder()),
+    ):
+        module.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    ids = torch.cat([torch.full((1, 16), 1000), torch.randint(3, 900, (1, 5))], dim=1)
+    inputs = {"input_ids": ids, "pixel_values": torch.randn(1, 3, 32, 32), "num_visual_tokens": 16}
+    steps = decode_step_seconds(ours, inputs, new_tokens=5)
+    assert len(steps["cpu"]) == 4
+    assert calls == {"vision": 1, "connector": 1, "llm": 5}
