@@ -1,9 +1,10 @@
 """A bounded load test of `mqt-llava serve`: p50/p99 latency and error counts at 1, 4, 16 clients.
 
 Starts `mqt-llava serve` in a child process on a free 127.0.0.1 port (or in this process with
-`--in-process`, or targets `--url`, which must be a loopback address), then for each concurrency level sends a fixed number of chat completions with
-an image, spread over that many client threads, each client sending its next request when the
-last one is answered. Budgets cycle over several values, so batches mix budgets.
+`--in-process`, or targets `--url`, which must be a loopback address), then for each concurrency
+level sends a fixed number of chat completions with an image, spread over that many client
+threads, each client sending its next request when the last one is answered (after a 429, once
+the Retry-After delay has passed). Budgets cycle over several values, so batches mix budgets.
 
 Expected: no errors at all while the clients fit in the server (concurrency <= max_queue +
 max_batch); beyond that, 429s (the bounded queue refusing work) and nothing else. The script
@@ -80,10 +81,13 @@ def run_level(
                 }  # fmt: skip
                 start = time.perf_counter()
                 try:
-                    status = http.post("/v1/chat/completions", json=body).status_code
+                    response = http.post("/v1/chat/completions", json=body)
+                    status = response.status_code
                 except httpx.HTTPError as err:
-                    status = type(err).__name__
+                    status, response = type(err).__name__, None
                 elapsed = time.perf_counter() - start
+                if status == 429:  # a polite client, as the openai SDK: wait as told
+                    time.sleep(min(float(response.headers.get("retry-after", 1)), 5))
                 with lock:
                     statuses[status] += 1
                     if status == 200:
@@ -120,7 +124,7 @@ class ServerProcess:
                      "--port", str(self.port), "--model-name", "load-test",
                      "--max-queue", str(max_queue), "--max-batch", str(max_batch)]  # fmt: skip
         self.env = {**os.environ, "OMP_NUM_THREADS": str(threads)}  # torch's intra-op threads
-        self.log = tempfile.TemporaryFile()
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115  (the child writes to it until closed)
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 300) -> str:

@@ -132,6 +132,8 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         _check_api_key(request, settings.api_key)
+        if engine.waiting >= engine.max_queue:  # refuse before paying for images and tokens
+            raise _queue_full()
         body = await _read_body(request, settings.limits.max_request_bytes)
         chat = parse_chat_request(
             parse_json(body), settings.model_name, config.num_queries, settings.limits
@@ -146,11 +148,8 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             job = await run_in_threadpool(_prepare, engine, settings, chat, sink)
         try:
             engine.submit(job)
-        except QueueFullError as err:
-            retry = {"Retry-After": "1"}
-            raise APIError(
-                429, str(err), "rate_limit_error", code="queue_full", headers=retry
-            ) from None
+        except QueueFullError:
+            raise _queue_full() from None
         reply = _Reply(settings.model_name, chat, job)
         if chat.stream:
             stream = reply.stream(events, settings.request_timeout)
@@ -160,6 +159,16 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         return await reply.complete(events, settings.request_timeout)
 
     return app
+
+
+def _queue_full() -> APIError:
+    return APIError(
+        429,
+        "The server is busy: its queue is full. Retry later.",
+        "rate_limit_error",
+        code="queue_full",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _check_api_key(request: Request, api_key: str | None) -> None:

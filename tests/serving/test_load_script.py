@@ -19,8 +19,9 @@ def load_test():
 
 
 def test_reports_latency_and_errors_per_level(load_test, tiny_model_dir, capsys):
-    argv = ["--model", str(tiny_model_dir), "--requests", "6", "--concurrency", "1,3",
-            "--max-tokens", "2", "--max-queue", "4", "--max-batch", "2"]  # fmt: skip
+    argv = ["--model", str(tiny_model_dir), "--in-process", "--requests", "6",
+            "--concurrency", "1,3", "--max-tokens", "2",
+            "--max-queue", "4", "--max-batch", "2"]  # fmt: skip
     assert load_test.main(argv) == 0
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
