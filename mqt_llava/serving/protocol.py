@@ -117,7 +117,7 @@ class ChatRequest:
     images: list[ImageRef] = field(default_factory=list)
     num_visual_tokens: int | None = None
     max_tokens: int | None = None
-    temperature: float = 1.0
+    temperature: float = 0.0  # greedy unless asked: OpenAI's default of 1 hurts short answers
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
@@ -199,7 +199,7 @@ def parse_chat_request(
         if payload.get(key) is not None:
             request.max_tokens = _integer(payload[key], key, 1, limits.max_tokens)
             break
-    request.temperature = _number(payload, "temperature", 0.0, 2.0, default=1.0)
+    request.temperature = _number(payload, "temperature", 0.0, 2.0, default=0.0)
     request.top_p = _number(payload, "top_p", 0.0, 1.0, default=1.0, open_low=True)
     request.stop = _parse_stop(payload.get("stop"), limits)
     if payload.get("seed") is not None:

@@ -156,3 +156,8 @@ def test_a_client_leaving_mid_stream_frees_the_worker(server, image_message):
         time.sleep(0.05)
     assert stats["cancelled"] == before["cancelled"] + 1
     assert stats["completed"] == before["completed"]  # stopped, not generated to the end
+
+
+def test_greedy_unless_a_temperature_is_given(client, image_message):
+    plain = client.chat.completions.create(model=MODEL_NAME, messages=image_message, max_tokens=8)
+    assert plain.choices[0].message.content == ask(client, image_message).choices[0].message.content
