@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def train(recipe: str, overrides: list[str], print_config: bool) -> None:
@@ -19,7 +20,7 @@ def train(recipe: str, overrides: list[str], print_config: bool) -> None:
 
     result = run(config)
     losses = result.losses
-    if losses:
+    if losses and int(os.environ.get("RANK", "0")) == 0:  # once, not per process
         print(
             f"{config.name}: {result.global_step} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
             f"outputs in {result.output_dir}"

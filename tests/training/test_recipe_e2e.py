@@ -68,7 +68,12 @@ def test_stage1_then_stage2_loss_falls_and_the_model_answers(tmp_path, tiny_dir,
                 "train_modules": ["connector", "language_model"],
                 "budget": {"policy": "uniform-even"},
                 "data": {**data, "template": "llava_v1", "group_by_modality_length": True},
-                "training": {**FAST, "max_steps": 12, "learning_rate": 3e-3},
+                "training": {
+                    **FAST,
+                    "max_steps": 12,
+                    "learning_rate": 3e-3,
+                    "activation_checkpointing": True,  # as the bundled recipes
+                },
             },
         )
     )
