@@ -173,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         from mqt_llava.inference import load
+        from mqt_llava.serving.background import BackgroundServer
         from mqt_llava.serving.engine import Engine
-        from mqt_llava.serving.server import BackgroundServer, ServerSettings, create_app
+        from mqt_llava.serving.server import ServerSettings, create_app
 
         torch.set_num_threads(args.threads)
         vlm = load(args.model, device="cpu")

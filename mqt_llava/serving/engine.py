@@ -26,6 +26,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 from transformers.generation.streamers import BaseStreamer
 
 from ..inference import MQTLlava
+from .detokenize import StreamDecoder
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ class Engine:
         )
         if params.seed is not None:
             torch.manual_seed(params.seed)  # only this thread draws random numbers
-        decoders = [_Decoder(job, self.processor.tokenizer, self.eos_ids) for job in batch]
+        decoders = [self._decoder(job) for job in batch]
         self.model.generate(
             **inputs,
             generation_config=config,
@@ -298,6 +299,17 @@ class Engine:
         for decoder in decoders:
             decoder.finish("length")
 
+    def _decoder(self, job: Job) -> StreamDecoder:
+        def on_finish(reason: str, tokens: int) -> None:
+            job.finished = True
+            _emit(job, Finished(reason, tokens))
+
+        return StreamDecoder(
+            self.processor.tokenizer, self.eos_ids, job.params.stop, job.max_tokens,
+            on_text=lambda text: _emit(job, Delta(text)), on_finish=on_finish,
+            cancelled=job.cancelled,
+        )  # fmt: skip
+
 
 def _emit(job: Job, event: Event) -> None:
     try:
@@ -306,97 +318,10 @@ def _emit(job: Job, event: Event) -> None:
         job.cancel()
 
 
-class _Decoder:
-    """Turns one row's tokens into text deltas, honouring stop strings and max_tokens.
-
-    Decoding is incremental (as vLLM does it): each new token's text is the decoding of a short
-    window of recent tokens minus that of the window without it, and is appended to `text` once
-    it no longer ends mid-way through a multi-byte character. The answer *is* the concatenation
-    of these pieces, so a streamed answer and a whole one are the same string even where
-    decoding all tokens at once would regroup byte tokens differently.
-    """
-
-    def __init__(self, job: Job, tokenizer, eos_ids: set[int]):
-        self.job, self.tokenizer, self.eos_ids = job, tokenizer, eos_ids
-        self.tokens: list[int] = []
-        self.prefix_offset = self.read_offset = 0  # the window is tokens[prefix_offset:]
-        self.text = ""  # decoded so far
-        self.sent = 0  # characters of `text` already sent
-        self.done = False
-
-    def push(self, token: int) -> None:
-        if self.done:
-            return
-        if self.job.cancelled.is_set():
-            self.done = True
-            return
-        self.tokens.append(token)
-        if token in self.eos_ids:
-            self.finish("stop")
-            return
-        self._decode(final=False)
-        if self._stopped():
-            return
-        if len(self.tokens) >= self.job.max_tokens:
-            self.finish("length")
-        else:
-            self._send(len(self.text) - _held_back(self.text, self.job.params.stop))
-
-    def finish(self, reason: str) -> None:
-        if self.done or self.job.cancelled.is_set():
-            self.done = True
-            return
-        self._decode(final=True)
-        if not self._stopped():
-            self._send(len(self.text))
-            self._finished(reason)
-
-    def _decode(self, final: bool) -> None:
-        ids = [t for t in self.tokens if t not in self.eos_ids]
-        decode = self.tokenizer.decode
-        before = decode(ids[self.prefix_offset : self.read_offset], skip_special_tokens=True)
-        after = decode(ids[self.prefix_offset :], skip_special_tokens=True)
-        if len(after) > len(before) and (final or not after.endswith("\ufffd")):
-            piece = after[len(before) :]
-            self.text += piece if self.text else piece.lstrip()
-            self.prefix_offset, self.read_offset = self.read_offset, len(ids)
-
-    def _stopped(self) -> bool:
-        stops = self.job.params.stop
-        start = max(0, self.sent - max((len(s) for s in stops), default=0))
-        hits = [i for i in (self.text.find(s, start) for s in stops) if i >= 0]
-        if hits:
-            self._send(min(hits))
-            self._finished("stop")
-        return bool(hits)
-
-    def _finished(self, reason: str) -> None:
-        self.done = self.job.finished = True
-        if not self.job.cancelled.is_set():
-            _emit(self.job, Finished(reason, len(self.tokens)))
-
-    def _send(self, end: int) -> None:
-        if end > self.sent and not self.job.cancelled.is_set():
-            piece = self.text[self.sent : end]
-            self.sent = end
-            _emit(self.job, Delta(piece))
-
-
-def _held_back(text: str, stops: tuple[str, ...]) -> int:
-    """How many trailing characters could still begin a stop string."""
-    longest = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:k]):
-                longest = k
-                break
-    return longest
-
-
 class _BatchStreamer(BaseStreamer):
     """Receives each step's (B,) new tokens from `generate` and hands them to the rows."""
 
-    def __init__(self, decoders: list[_Decoder]):
+    def __init__(self, decoders: list[StreamDecoder]):
         self.decoders = decoders
         self.prompt_seen = False
 
@@ -414,9 +339,9 @@ class _BatchStreamer(BaseStreamer):
 class _RowsDone(StoppingCriteria):
     """Stops each row once its decoder is done (stop string, max_tokens, cancelled)."""
 
-    def __init__(self, decoders: list[_Decoder]):
+    def __init__(self, decoders: list[StreamDecoder]):
         self.decoders = decoders
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.BoolTensor:
-        done = [d.done or d.job.cancelled.is_set() for d in self.decoders]
+        done = [d.done or d.cancelled.is_set() for d in self.decoders]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)

@@ -11,8 +11,9 @@ from contextlib import contextmanager
 import numpy as np
 from PIL import Image
 
+from mqt_llava.serving.background import BackgroundServer
 from mqt_llava.serving.engine import Engine
-from mqt_llava.serving.server import BackgroundServer, ServerSettings, create_app
+from mqt_llava.serving.server import ServerSettings, create_app
 
 MODEL_NAME = "tiny-mqt"
 

@@ -18,7 +18,6 @@ from mqt_llava.serving.engine import (
     Finished,
     QueueFullError,
     SamplingParams,
-    _held_back,
 )
 
 IMAGE_MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi"}]}]
@@ -131,15 +130,6 @@ def test_a_failing_batch_reports_and_the_worker_survives(tiny_vlm, images):
         assert engine.alive and engine.stats["failed"] == 1
     finally:
         engine.stop()
-
-
-@pytest.mark.parametrize(
-    "text,stops,held",
-    [("hello wor", ("world",), 3), ("hello", ("world",), 0), ("ab", ("b", "abc"), 2),
-     ("", ("x",), 0), ("xyz", (), 0)],
-)  # fmt: skip
-def test_held_back_is_the_longest_possible_start_of_a_stop(text, stops, held):
-    assert _held_back(text, stops) == held
 
 
 def test_full_queue_answers_429_in_the_error_shape(tiny_vlm):
