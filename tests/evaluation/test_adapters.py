@@ -79,10 +79,16 @@ def test_lmms_eval_registry_builds_our_model_from_model_args(tiny_model_dir, tmp
     from lmms_eval.api.instance import Instance
     from lmms_eval.api.model import lmms
     from lmms_eval.models import get_model
+    from lmms_eval.models.registry_v2 import ModelRegistryV2
 
     lmms_adapter.register()
     cls = get_model("mqt_llava")
     assert cls is lmms_adapter.MQTLlavaLmms and issubclass(cls, lmms) and cls.is_simple
+    # the entry-point route: lmms-eval calls the `manifest` payload and registers its result
+    fresh = ModelRegistryV2()
+    for manifest in fresh._coerce_payload_to_manifests(lmms_adapter.manifest):
+        fresh.register_manifest(manifest)
+    assert fresh.get_model_class("mqt_llava") is cls
     model = cls.create_from_arg_string(f"pretrained={tiny_model_dir},num_visual_tokens=4")
     assert model.num_visual_tokens == 4 and model.rank == 0 and model.world_size == 1
     expected = check_generate_until(model, Instance, tiny_model_dir, tmp_path)
