@@ -6,10 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from tiny_models import FIXTURE, build_tiny
 
 from mqt_llava.model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
 from mqt_llava.model.convert import convert_checkpoint
+
+# Tiny models run fastest on one thread, and several test processes may share the cores.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
