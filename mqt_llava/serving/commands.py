@@ -52,7 +52,9 @@ def run_serve(args: argparse.Namespace) -> None:
         default_max_tokens=min(args.default_max_tokens, args.max_tokens_limit),
     )
     policy = ImagePolicy(allowed_hosts=args.allowed_image_hosts, image_dir=args.image_dir)
-    settings = ServerSettings(model_name="", limits=limits, images=policy)
+    settings = ServerSettings(
+        model_name="", limits=limits, images=policy, request_timeout=args.request_timeout
+    )
     serve(
         args.model, args.host, args.port, args.api_key, args.model_name, settings,
         args.max_queue, args.max_batch, args.device,
@@ -114,6 +116,12 @@ def register(subparsers) -> None:
     p.add_argument("--max-images", type=_positive, default=4, help="images per request")
     p.add_argument("--max-tokens-limit", type=_positive, default=1024, help="largest max_tokens")
     p.add_argument("--default-max-tokens", type=_positive, default=256)
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=600.0,
+        help="seconds an answer may take (a stream: between pieces) before a 503",
+    )
     p.set_defaults(run=run_serve)
 
     p = subparsers.add_parser(

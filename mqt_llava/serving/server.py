@@ -50,7 +50,8 @@ class ServerSettings:
         api_key: When set, `/v1/*` requires `Authorization: Bearer <api_key>`.
         limits: Request, image and generation limits.
         images: Where images may come from.
-        request_timeout: Seconds a request may wait for its answer before a 503.
+        request_timeout: Seconds a whole answer may take (queueing included), and a stream may
+            go without a new piece, before a 503.
     """
 
     model_name: str
@@ -259,7 +260,7 @@ class _Reply:
     async def _next(self, events: asyncio.Queue, timeout: float):
         try:
             event = await asyncio.wait_for(events.get(), timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             raise APIError(
                 503, f"No answer within {timeout} s.", type="server_error", code="timeout"
             ) from None
@@ -271,8 +272,12 @@ class _Reply:
 
     async def complete(self, events: asyncio.Queue, timeout: float) -> dict:
         pieces: list[str] = []
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
-            while not isinstance(event := await self._next(events, timeout), Finished):
+            while True:
+                left = max(0.0, deadline - asyncio.get_running_loop().time())
+                if isinstance(event := await self._next(events, left), Finished):
+                    break
                 pieces.append(event.text)
         finally:
             self.job.cancel()  # frees the worker at once if the client went away

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 import httpx
 import pytest
@@ -154,3 +155,18 @@ def test_full_queue_answers_429_in_the_error_shape(tiny_vlm):
         assert all(e["code"] == "queue_full" and e["type"] == "rate_limit_error" and retry == "1"
                    for e, retry in errors)  # fmt: skip
         assert httpx.post(url, json={**body, "max_tokens": 2}, timeout=60).status_code == 200
+
+
+def test_an_answer_later_than_the_timeout_is_a_503_and_is_cancelled(tiny_vlm):
+    body = {"model": MODEL_NAME, "max_tokens": 400,
+            "messages": [user_message("Hi", data_uri(png_bytes()))]}  # fmt: skip
+    with running_server(tiny_vlm, request_timeout=0.05) as server:
+        response = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=60)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "timeout"
+        for _ in range(100):
+            stats = httpx.get(f"{server.url}/health").json()["stats"]
+            if stats["cancelled"]:
+                break
+            time.sleep(0.05)
+        assert stats["cancelled"] == 1 and stats["completed"] == 0

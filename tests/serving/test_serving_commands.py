@@ -15,7 +15,7 @@ def test_serve_flags_reach_the_app(tiny_model_dir, tmp_path, monkeypatch, capsys
             "--model-name", "tiny", "--allowed-image-hosts", "A.example, b.example",
             "--image-dir", str(tmp_path), "--max-queue", "3", "--max-batch", "2",
             "--max-image-pixels", "1000", "--max-tokens-limit", "32",
-            "--default-max-tokens", "64"]  # fmt: skip
+            "--default-max-tokens", "64", "--request-timeout", "9.5"]  # fmt: skip
     assert main(argv) == 0
     assert launched["host"] == "0.0.0.0" and launched["port"] == 9123
     settings, engine = launched["app"].state.settings, launched["app"].state.engine
@@ -24,6 +24,7 @@ def test_serve_flags_reach_the_app(tiny_model_dir, tmp_path, monkeypatch, capsys
     assert settings.images.image_dir == tmp_path
     assert settings.limits.max_image_pixels == 1000 and settings.limits.max_tokens == 32
     assert settings.limits.default_max_tokens == 32  # never above the limit
+    assert settings.request_timeout == 9.5
     assert (engine.max_queue, engine.max_batch) == (3, 2)
     assert "without --api-key" in capsys.readouterr().err  # not loopback and no key: warned
 
