@@ -1,0 +1,1 @@
+"""Benchmarks: prefill FLOPs per budget (meta device) and measured prefill/decode latency."""

@@ -21,16 +21,11 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def _config(preset: str | None, model: Path | None, default: str):
+def _config(preset: str | None, model: Path | None):
+    """The config of `--model DIR`, else of `--preset` (default: the 7B release)."""
     from .flops import load_config, preset_config
 
-    if model is not None:
-        return load_config(model)
-    if preset in (None, default) and default == "mid":
-        from .latency import mid_config
-
-        return mid_config()
-    return preset_config(preset or default)
+    return load_config(model) if model is not None else preset_config(preset or "mqt-llava-7b")
 
 
 def flops(
@@ -44,12 +39,11 @@ def flops(
     _quiet()
     from .flops import flops_report, format_report
 
-    report = flops_report(_config(preset, model, "mqt-llava-7b"), budgets, prompt_tokens)
+    report = flops_report(_config(preset, model), budgets, prompt_tokens)
     print(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
 def bench(
-    preset: str | None,
     model: Path | None,
     budgets: list[int] | None,
     prompt_tokens: int,
@@ -63,11 +57,12 @@ def bench(
 ) -> None:
     """Prefill latency and decode speed per budget, against transformers' LLaVA, interleaved."""
     _quiet()
-    from .latency import run_latency
+    from .flops import load_config
+    from .latency import mid_config, run_latency
     from .report import format_latency
 
     result = run_latency(
-        _config(preset, model, "mid"),
+        load_config(model) if model is not None else mid_config(),
         budgets,
         prompt_tokens,
         new_tokens,
@@ -102,15 +97,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "bench", help=(bench.__doc__ or "").splitlines()[0], description=bench.__doc__
     )
-    source = p.add_mutually_exclusive_group()
-    source.add_argument(
-        "--preset",
-        choices=["mid", "mqt-llava-7b"],
-        help="mid: ~140M parameters, minutes on a CPU (default); mqt-llava-7b needs a GPU-class "
-        "machine's memory",
-    )
-    source.add_argument(
-        "--model", type=Path, help="time this folder's architecture (config.json; random weights)"
+    p.add_argument(
+        "--model",
+        type=Path,
+        help="time this folder's architecture (its config.json, random weights; default: a "
+        "~140M-parameter configuration that runs on a CPU in minutes)",
     )
     p.add_argument("--budgets", type=_budget_list, help="budgets, e.g. 16,256 (default: all)")
     p.add_argument("--prompt-tokens", type=_positive, default=60)
@@ -123,7 +114,6 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, help="also write the JSON result here")
     p.set_defaults(
         run=lambda a: bench(
-            a.preset,
             a.model,
             a.budgets,
             a.prompt_tokens,

@@ -36,9 +36,9 @@ from .flops import BUDGETS, baseline_config, flops_report
 from .memory import PeakTensorMemory
 from .report import summarize
 
-# A mid-size configuration (~140M parameters) that runs on a 2-core CPU in minutes, with the
-# proportions of the 7B release: a CLIP-like tower at 336 px / patch 14 (576 patches) whose FLOPs
-# are ~4 % of the LLaVA prefill (as for CLIP-L + Vicuna-7B), a 12-layer Llama, M = 256.
+# A mid-size configuration (~140M parameters) that runs on a 2-core CPU in minutes, with roughly
+# the proportions of the 7B release: a CLIP-like tower at 336 px / patch 14 (576 patches) whose
+# FLOPs are ~6 % of the LLaVA prefill (4 % for CLIP-L + Vicuna-7B), a 12-layer Llama, M = 256.
 MID_VISION_KWARGS: dict[str, Any] = {
     "model_type": "clip_vision_model",
     "hidden_size": 256,
