@@ -92,6 +92,9 @@ def recipe_overrides(data: Path, out: Path, per_device: int, steps: int) -> list
         "training.save_strategy=no",
         "training.disable_tqdm=true",
         "training.dataloader_num_workers=0",
+        # Every trainable parameter is used at every step (text-only batches included), and the
+        # unused-parameter search intermittently aborted a gloo rank on CPU.
+        "training.ddp_find_unused_parameters=false",
     ]
 
 
@@ -176,6 +179,13 @@ def worker(mode: str, data: Path, out: Path, steps: int) -> None:
         "sharding": report,
     }
     (out / f"result-rank{rank}.json").write_text(json.dumps(payload))
+    # Tear the process group down explicitly: leaving it to interpreter exit sometimes aborts a
+    # rank ("terminate called without an active exception") while gloo's threads still run.
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def launch(mode: str, data: Path, out: Path, steps: int) -> dict:
