@@ -105,7 +105,9 @@ class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin)
             `"default"` strategy. Gradients flow (nothing here runs under no-grad).
         """
         dtype = next(self.vision_tower.parameters()).dtype
-        outputs = self.vision_tower(pixel_values.to(dtype), output_hidden_states=True)
+        # Only the selected layer's hidden states are kept (transformers captures by index).
+        layer = self.config.vision_feature_layer
+        outputs = self.vision_tower(pixel_values.to(dtype), output_hidden_states=layer)
         features = outputs.hidden_states[self.config.vision_feature_layer]  # (B, N(+1), C)
         if self.config.vision_feature_select_strategy == "default":
             features = features[:, 1:]
