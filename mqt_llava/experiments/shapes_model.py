@@ -153,3 +153,67 @@ def build_initial_model(dataset_dir: Path, out_dir: Path, spec: ShapesModelSpec)
     processor.save_pretrained(out_dir)
     (out_dir / "shapes_model_spec.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
     return out_dir
+
+
+def local_attention_targets(
+    query_grid: tuple[int, int], feature_grid: tuple[int, int], sigmas: list[float]
+) -> torch.Tensor:
+    """Per head, a Gaussian over the patch grid centred on each query's cell.
+
+    Returns:
+        (heads, M, N) rows that sum to 1; `sigmas` are in patches.
+    """
+    (q_rows, q_cols), (f_rows, f_cols) = query_grid, feature_grid
+    ys = (torch.arange(q_rows) + 0.5) * f_rows / q_rows - 0.5  # query centres, patch units
+    xs = (torch.arange(q_cols) + 0.5) * f_cols / q_cols - 0.5
+    qy, qx = (t.flatten() for t in torch.meshgrid(ys, xs, indexing="ij"))  # (M,)
+    py, px = (
+        t.flatten().float()
+        for t in torch.meshgrid(torch.arange(f_rows), torch.arange(f_cols), indexing="ij")
+    )  # (N,)
+    distance2 = (qy[:, None] - py[None]) ** 2 + (qx[:, None] - px[None]) ** 2  # (M, N)
+    return torch.stack([torch.softmax(-distance2 / (2 * s * s), dim=-1) for s in sigmas])
+
+
+def init_local_attention(connector: torch.nn.Module, steps: int = 300, lr: float = 1e-2) -> float:
+    """Starts the connector's queries attending near their own grid cell, head h with a
+    Gaussian of 2^h patches (1, 2, 4, 8 for four heads: local detail up to near-global context).
+
+    The release's initialisation makes every query attend almost uniformly to all patches (an
+    effective 250 of 256), so every visual token starts as the image average and a randomly
+    initialised language model has nothing local to learn from. This fits the queries, the
+    q/k projections and their layer norms (keys as released: positions only; features zero) by
+    cross-entropy to the targets; the value path is left as initialised. All of it keeps
+    training afterwards.
+
+    Returns:
+        The final cross-entropy (its floor is the targets' entropy).
+    """
+    heads = connector.attn.num_heads
+    targets = local_attention_targets(
+        connector.query_grid, connector.feature_grid, [2.0**h for h in range(heads)]
+    )  # (h, M, N)
+    width = connector.query.shape[1]
+    num_features = targets.shape[-1]
+    values = connector.attn.in_proj_weight.detach()[2 * width :].clone()
+    value_bias = connector.attn.in_proj_bias.detach()[2 * width :].clone()
+    params = [
+        connector.query,
+        connector.attn.in_proj_weight,
+        connector.attn.in_proj_bias,
+        *connector.ln_q.parameters(),
+        *connector.ln_k.parameters(),
+    ]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    zeros = torch.zeros(1, num_features, width)
+    for _ in range(steps):
+        _, weights = connector(zeros, connector.num_queries, need_weights=True)  # (1, h, M, N)
+        loss = -(targets * weights[0].clamp_min(1e-9).log()).sum(-1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():  # only the query/key path is being shaped
+            connector.attn.in_proj_weight[2 * width :] = values
+            connector.attn.in_proj_bias[2 * width :] = value_bias
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())

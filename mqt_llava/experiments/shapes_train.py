@@ -1,0 +1,235 @@
+"""Stages 1 and 2 of the ShapesVQA recipe: connector + language model on frozen vision features.
+
+As in the release, the vision encoder is frozen after its pretraining (here: stage 0), so its
+features are computed once per image and kept in memory (float16); each step then runs only the
+connector and the language model. This is what `mqt-llava train` does too, minus re-running the
+frozen encoder on every step — on two CPU cores that re-run would cost as much as the rest of the
+step. Records are tokenized with the training layer's own `tokenize_record` (the release's label
+masks) and expanded with its `expand_image_placeholders`; the budget m of each step comes from
+its seeded `BudgetSampler`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..data.collator import expand_image_placeholders
+from ..data.llava_json import IGNORE_INDEX, tokenize_record
+from ..model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
+from ..training.sampler import BudgetSampler
+from .shapes_vision import cosine_schedule
+
+
+@dataclass
+class StageConfig:
+    """One language stage (the `stage1` / `stage2` sections of the recipe).
+
+    Attributes:
+        data: `captions` (captions.json) or `questions` (train.json).
+        template: `plain` (stage 1, as released) or `llava_v1`.
+        budget: A `BudgetSampler` policy: `fixed:M`, `fixed:4`, `uniform-even`, ...
+        steps: Optimizer steps.
+        batch_size: Sequences per step.
+        learning_rate: Peak learning rate (AdamW, no weight decay, cosine schedule).
+        warmup_ratio: Share of the steps spent warming up linearly.
+        multi_turn: Join each scene's questions into one conversation (LLaVA's multi-turn
+            records): the image and the system prompt are paid for once per scene.
+        seed: Seeds the batch order and the budget sampler.
+    """
+
+    data: str = "questions"
+    template: str = "llava_v1"
+    budget: str = "uniform-even"
+    steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    warmup_ratio: float = 0.05
+    multi_turn: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        self.learning_rate = float(self.learning_rate)  # YAML 1.1 reads 2e-3 as a string
+        self.warmup_ratio = float(self.warmup_ratio)
+        if self.data not in ("captions", "questions"):
+            raise ValueError(f"stage data must be captions or questions, got {self.data!r}")
+        if self.template not in ("plain", "llava_v1"):
+            raise ValueError(f"stage template must be plain or llava_v1, got {self.template!r}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"stage steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}"
+            )
+
+
+@dataclass
+class Sample:
+    """A tokenized record: one placeholder per image, the index of its image in the bank."""
+
+    input_ids: list[int]
+    labels: list[int]
+    image: int
+
+
+def merge_by_scene(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Joins the single-question records of each scene into one multi-turn record.
+
+    The image placeholder stays in the first human turn only, as in LLaVA's multi-turn data.
+    """
+    by_scene: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_scene[record["scene_id"]].append(record)
+    merged = []
+    for scene_id, group in by_scene.items():
+        turns = []
+        for k, record in enumerate(group):
+            human, answer = record["conversations"]
+            text = human["value"] if k == 0 else human["value"].replace("<image>\n", "")
+            turns += [{"from": "human", "value": text}, answer]
+        merged.append({"id": scene_id, "image": group[0]["image"], "conversations": turns})
+    return merged
+
+
+def tokenize_records(
+    records: Sequence[dict[str, Any]],
+    processor: MQTLlavaProcessor,
+    template: str,
+    image_rows: dict[str, int],
+) -> list[Sample]:
+    """Tokenizes records with the release's label masks (`tokenize_record`).
+
+    Args:
+        records: LLaVA records with one image each.
+        processor: The model's processor.
+        template: `plain` or `llava_v1`.
+        image_rows: Image path (as in the records) -> row of the feature bank.
+    """
+    samples = []
+    for record in records:
+        sample = tokenize_record(record, processor, template)
+        samples.append(Sample(sample.input_ids, sample.labels, image_rows[record["image"]]))
+    return samples
+
+
+@torch.no_grad()
+def encode_features(
+    model: MQTLlavaForConditionalGeneration,
+    pixels: torch.Tensor,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """The frozen vision tower's features of every image, stored as float16.
+
+    Args:
+        pixels: (I, 3, H, W) uint8 images.
+        normalize: uint8 images -> pixel values.
+
+    Returns:
+        (I, N, C) float16 features (half the memory; the rounding is far below what matters).
+    """
+    model.eval()
+    chunks = [
+        model.get_vision_features(normalize(pixels[i : i + batch_size])).half()
+        for i in range(0, len(pixels), batch_size)
+    ]
+    return torch.cat(chunks)
+
+
+def collate(
+    samples: Sequence[Sample], num_visual_tokens: int, image_token_id: int, pad_token_id: int
+) -> dict[str, torch.Tensor]:
+    """Right-padded batch with every image placeholder expanded to m ids."""
+    length = max(len(s.input_ids) for s in samples)
+    input_ids = torch.full((len(samples), length), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(samples), length), dtype=torch.long)
+    for row, sample in enumerate(samples):
+        n = len(sample.input_ids)
+        input_ids[row, :n] = torch.tensor(sample.input_ids)
+        labels[row, :n] = torch.tensor(sample.labels)
+        attention_mask[row, :n] = 1
+    batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+    return expand_image_placeholders(batch, num_visual_tokens, image_token_id, pad_token_id)
+
+
+def trainable_parameters(model: MQTLlavaForConditionalGeneration) -> list[torch.nn.Parameter]:
+    """Connector and language model train; the (pretrained) vision tower stays frozen."""
+    model.vision_tower.requires_grad_(False)
+    params = [*model.connector.parameters(), *model.language_model.parameters()]
+    for param in params:
+        param.requires_grad_(True)
+    return params
+
+
+def train_stage(
+    model: MQTLlavaForConditionalGeneration,
+    processor: MQTLlavaProcessor,
+    features: torch.Tensor,
+    samples: Sequence[Sample],
+    config: StageConfig,
+    name: str,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Trains the connector and the language model (in place) on cached vision features.
+
+    Args:
+        model: The model; its vision tower is frozen.
+        processor: Its processor (placeholder and padding ids).
+        features: (I, N, C) cached vision features (`encode_features`).
+        samples: Tokenized records pointing into `features`.
+        config: The stage's settings.
+        name: Used in log lines.
+        log: Where progress lines go.
+
+    Returns:
+        `steps`, `seconds`, `losses` (every 50 steps and the last) and `budgets` (m per step).
+    """
+    torch.manual_seed(config.seed)
+    sampler = BudgetSampler(config.budget, model.config.num_queries, config.seed)
+    params = trainable_parameters(model)
+    optimizer = torch.optim.AdamW(
+        params, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=0.0
+    )
+    schedule = cosine_schedule(optimizer, config.steps, config.warmup_ratio)
+    order = random.Random(config.seed)
+    pad_id, image_id = processor.tokenizer.pad_token_id, processor.image_token_id
+    model.train()
+    losses, budgets = [], []
+    start = time.perf_counter()
+    for step in range(config.steps):
+        m = sampler(step)
+        batch_samples = order.sample(samples, min(config.batch_size, len(samples)))
+        batch = collate(batch_samples, m, image_id, pad_id)
+        rows = features[[s.image for s in batch_samples]].float()  # (B, N, C)
+        visual = model.connector(rows, m)  # (B, m, D)
+        loss = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+            visual_tokens=visual.reshape(-1, visual.shape[-1]),  # (B * m, D), reading order
+        ).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        budgets.append(m)
+        if step % 50 == 0 or step == config.steps - 1:
+            losses.append((step + 1, round(loss.item(), 4)))
+            elapsed = time.perf_counter() - start
+            log(
+                f"{name} step {step + 1}/{config.steps} m={m} loss {loss.item():.4f} "
+                f"({elapsed:.0f} s)"
+            )
+    model.eval()
+    return {
+        "steps": config.steps,
+        "seconds": round(time.perf_counter() - start, 1),
+        "losses": losses,
+        "budgets": budgets,
+    }

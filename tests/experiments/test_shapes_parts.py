@@ -1,0 +1,98 @@
+"""ShapesVQA recipe parts: per-patch targets, multi-turn records, the connector's local start."""
+
+from __future__ import annotations
+
+import torch
+
+from mqt_llava.data.shapes_scene import Scene, SceneObject, render_scene
+from mqt_llava.experiments.shapes_model import init_local_attention, local_attention_targets
+from mqt_llava.experiments.shapes_train import merge_by_scene, tokenize_records
+from mqt_llava.experiments.shapes_vision import ATTRIBUTES, patch_loss, patch_targets
+from mqt_llava.model.query_transformer import MatryoshkaQueryTransformer
+
+
+def _pixels(scene: Scene) -> torch.Tensor:
+    import numpy as np
+
+    return torch.from_numpy(np.array(render_scene(scene))).permute(2, 0, 1).contiguous()
+
+
+def test_patch_targets_follow_the_scene() -> None:
+    # A 13-px red square centred at (20, 36) and a 7-px blue circle centred at (50, 9).
+    square = SceneObject("square", "red", "large", 20, 36, 13)
+    circle = SceneObject("circle", "blue", "small", 50, 9, 7)
+    scene = Scene("t", 64, (square, circle))
+    targets = patch_targets(scene.to_dict(), _pixels(scene), patch_size=4)  # (256, 6)
+    assert targets.shape == (256, len(ATTRIBUTES))
+    grid = targets.reshape(16, 16, -1)
+    # The square covers pixels 14..26 x 30..42: patch (row 9, col 5) = pixels 36..39 x 20..23.
+    assert grid[9, 5].tolist()[:3] == [1, 2, 1]  # red (1), square (2), large (1)
+    assert grid[2, 12].tolist()[:3] == [6, 1, 2]  # blue (6), circle (1), small (2)
+    assert grid[0, 0].tolist()[:3] == [0, 0, 0]  # background
+    assert grid[..., 3].sum() == 2  # one centre patch per object
+    assert grid[9, 5, 3] == 1 and grid[2, 12, 3] == 1
+    assert grid[7, 3, 4:].tolist() == [7, 3]  # row and column of the patch
+    # Object patches: the square's 13 x 13 = 169 px over whole or partial patches.
+    on_square = (targets[:, 0] == 1).sum()
+    assert 9 <= on_square <= 16
+
+
+def test_patch_loss_ignores_shape_on_background() -> None:
+    targets = torch.zeros(1, 4, len(ATTRIBUTES), dtype=torch.long)  # all background
+    sizes = [9, 5, 3, 2, 16, 16]
+    logits = [torch.zeros(1, 4, n, requires_grad=True) for n in sizes]
+    patch_loss(logits, targets).backward()
+    assert logits[1].grad is None  # shape: object patches only, and there are none
+    assert logits[0].grad.abs().sum() > 0  # colour: every patch (background is a class)
+
+
+def test_merge_by_scene_makes_one_conversation_per_image(tiny) -> None:
+    _, processor = tiny
+
+    def record(scene: str, k: int, answer: str) -> dict:
+        human = {"from": "human", "value": f"<image>\nQuestion {k}?"}
+        return {
+            "id": f"{scene}_q{k}",
+            "image": f"images/{scene}.png",
+            "scene_id": scene,
+            "conversations": [human, {"from": "gpt", "value": answer}],
+        }
+
+    records = [record("a", 0, "red"), record("b", 0, "yes"), record("a", 1, "square")]
+    merged = merge_by_scene(records)
+    assert [m["id"] for m in merged] == ["a", "b"]
+    turns = merged[0]["conversations"]
+    assert len(turns) == 4 and "<image>" in turns[0]["value"] and "<image>" not in turns[2]["value"]
+    samples = tokenize_records(
+        merged, processor, "llava_v1", {"images/a.png": 0, "images/b.png": 1}
+    )
+    assert [s.image for s in samples] == [0, 1]
+    first = samples[0]
+    assert first.input_ids.count(processor.image_token_id) == 1
+    learned = processor.tokenizer.decode([t for t in first.labels if t >= 0])
+    assert "red" in learned and "square" in learned and "Question" not in learned
+
+
+def test_local_attention_init_attends_near_each_query() -> None:
+    torch.manual_seed(0)
+    connector = MatryoshkaQueryTransformer(16, (4, 4), (8, 8), 32, 24, num_heads=2)
+    connector.reset_parameters()
+    features = torch.randn(1, 64, 32)
+
+    def attention() -> torch.Tensor:
+        with torch.no_grad():
+            return connector(features, 16, need_weights=True)[1][0]  # (heads, 16, 64)
+
+    def entropy(weights: torch.Tensor) -> torch.Tensor:
+        return -(weights * weights.clamp_min(1e-12).log()).sum(-1).mean(-1)  # (heads,)
+
+    before = attention()
+    init_local_attention(connector, steps=200)
+    after = attention()
+    targets = local_attention_targets((4, 4), (8, 8), [1.0, 2.0])
+    assert entropy(after)[0] < entropy(before)[0] - 1.0  # head 0: local (uniform: ln 64)
+    assert torch.allclose(entropy(after), entropy(targets), atol=0.25)
+    peak = after[0].argmax(-1)  # the most attended patch of each query (head 0)
+    rows, cols = peak // 8, peak % 8
+    query_rows, query_cols = torch.arange(16) // 4, torch.arange(16) % 4
+    assert torch.equal(rows // 2, query_rows) and torch.equal(cols // 2, query_cols)

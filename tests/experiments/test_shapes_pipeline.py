@@ -1,0 +1,99 @@
+"""The ShapesVQA pipeline end to end with the quick settings (seconds), and its recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mqt_llava.cli import main
+from mqt_llava.experiments.shapes import run_shapes
+from mqt_llava.experiments.shapes_recipe import load_shapes_recipe
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("shapes")
+    recipe = load_shapes_recipe(quick=True)
+    logs: list[str] = []
+    payload = run_shapes(out, recipe, ["matryoshka", "content-keys"], log=logs.append)
+    return out, payload, logs
+
+
+def test_quick_run_writes_every_stage_and_result(quick_run) -> None:
+    out, _, logs = quick_run
+    for folder in ("data", "init", "vision", "stage1-position", "stage1-content"):
+        assert (out / folder).is_dir(), folder
+    for variant in ("matryoshka", "content-keys"):
+        assert (out / variant / "model.safetensors").is_file()
+        assert json.loads((out / variant / "config.json").read_text())["key_source"] == (
+            "content" if variant == "content-keys" else "position"
+        )
+        metrics = json.loads((out / variant / "eval" / "metrics.json").read_text())
+        assert [r["num_visual_tokens"] for r in metrics["results"]] == [1, 64]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["results"]) == {"matryoshka", "content-keys"}
+    scores = results["results"]["matryoshka"]["64"]
+    assert {"overall", "colour", "shape"} <= set(scores)
+    assert all(0.0 <= v <= 100.0 for v in scores.values())
+    flops = results["prefill_gflops"]
+    assert flops["1"] < flops["64"]  # fewer visual tokens, fewer FLOPs
+    table = (out / "results.md").read_text()
+    assert "| colour |" in table and "prefill GFLOPs" in table
+    for png in ("accuracy_by_type.png", "accuracy_vs_budget.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any(line.startswith("vision warm-up: val patch accuracy") for line in logs)
+
+
+def test_rerun_reuses_finished_stages(quick_run) -> None:
+    out, payload, _ = quick_run
+    weights = out / "matryoshka" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    logs: list[str] = []
+    again = run_shapes(out, load_shapes_recipe(quick=True), ["matryoshka"], log=logs.append)
+    assert weights.stat().st_mtime_ns == before
+    assert not any("step" in line for line in logs)  # nothing was trained again
+    assert again["results"]["matryoshka"] == payload["results"]["matryoshka"]
+
+
+def test_cli_quick_run(tmp_path: Path, capsys) -> None:
+    main(["experiment", "shapes", "--quick", "--out", str(tmp_path), "--variants", "fixed-4"])
+    printed = capsys.readouterr().out
+    assert "## fixed-4" in printed and "| overall |" in printed
+    config = json.loads((tmp_path / "fixed-4" / "stage.json").read_text())
+    assert config["budget_policy"] == "fixed:4"
+
+
+def test_unknown_variant_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="choose from"):
+        run_shapes(tmp_path, load_shapes_recipe(quick=True), ["nope"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["stage2.stepz=3"], "unknown key"),
+        (["connector_init=magic"], "connector_init"),
+        (["variants.bad.stage3={}"], "variant 'bad'"),
+        (["variants.bad.key_source=pixels"], "key_source"),
+        (["stage1.template=chatml"], "template"),
+        (["threads=0"], "threads"),
+    ],
+)
+def test_bad_recipe_names_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_shapes_recipe(overrides=overrides)
+
+
+def test_recipe_variants_change_only_what_they_say() -> None:
+    recipe = load_shapes_recipe(overrides=["stage2.learning_rate=1e-3"])
+    assert recipe.stage2.learning_rate == pytest.approx(1e-3)  # "1e-3" read as a number
+    fixed = recipe.stage2_for("fixed-4")
+    assert fixed.budget == "fixed:4" and fixed.steps == recipe.stage2.steps
+    assert recipe.stage2_for("matryoshka").budget == "uniform-even"
+    assert recipe.key_source("content-keys") == "content"
+    assert recipe.key_source("matryoshka") == "position"
+    quick = load_shapes_recipe(quick=True)
+    assert quick.stage2.steps < recipe.stage2.steps
+    assert quick.stage2.budget == recipe.stage2.budget  # quick shrinks sizes, not the method
