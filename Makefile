@@ -27,9 +27,9 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 
 demo: $(STAMP)
 	@if [ -f mqt_llava/assets/default-model/config.json ]; then \
-	  $(BIN)/mqt-llava ask "What colour is the small object?" \
-	    --image mqt_llava/assets/examples/example_small_object.png \
-	    --num-visual-tokens 1,4,16,64; \
+	  $(BIN)/mqt-llava ask "What colour is the square? Answer the question using a single word or phrase." \
+	    --image mqt_llava/assets/examples/example_large_and_small.png \
+	    --num-visual-tokens 1,2,4,8,16,32,64 --max-new-tokens 4; \
 	else \
 	  echo "No bundled default model yet: using the original-code parity fixture (random weights)."; \
 	  [ -f $(FIXTURE_MODEL)/config.json ] || \
