@@ -40,6 +40,7 @@ from .shapes_eval import (
 from .shapes_model import build_initial_model, init_local_attention
 from .shapes_recipe import ShapesRecipe, recipe_to_dict
 from .shapes_train import (
+    drop_suffixes,
     encode_features,
     merge_by_scene,
     tokenize_records,
@@ -99,6 +100,7 @@ def make_data(recipe: ShapesRecipe, out: Path, log: Log) -> dict[str, Any]:
         n=recipe.data.n,
         seed=recipe.data.seed,
         image_size=recipe.model.image_size,
+        questions_per_scene=recipe.data.questions_per_scene,
         overwrite=True,
     )
     sizes = {split: v["questions"] for split, v in info["splits"].items()}
@@ -153,6 +155,8 @@ def _records(recipe_stage, data: Path) -> list[dict[str, Any]]:
     if recipe_stage.data == "captions":
         return json.loads((data / "captions.json").read_text())
     records = json.loads((data / "train.json").read_text())
+    if recipe_stage.drop_suffix:
+        records = drop_suffixes(records, recipe_stage.drop_suffix, recipe_stage.seed)
     return merge_by_scene(records) if recipe_stage.multi_turn else records
 
 
@@ -165,7 +169,7 @@ def make_stage1(
         return summary
     model, processor = _load(out / "vision", key_source=key_source)
     if recipe.connector_init == "local":
-        init_local_attention(model.connector)
+        init_local_attention(model.connector, recipe.connector_sigmas)
     stage = recipe.stage1
     samples = tokenize_records(
         _records(stage, out / "data"), processor, stage.template, bank().rows

@@ -175,9 +175,14 @@ def local_attention_targets(
     return torch.stack([torch.softmax(-distance2 / (2 * s * s), dim=-1) for s in sigmas])
 
 
-def init_local_attention(connector: torch.nn.Module, steps: int = 300, lr: float = 1e-2) -> float:
+def init_local_attention(
+    connector: torch.nn.Module,
+    sigmas: list[float] | None = None,
+    steps: int = 300,
+    lr: float = 1e-2,
+) -> float:
     """Starts the connector's queries attending near their own grid cell, head h with a
-    Gaussian of 2^h patches (1, 2, 4, 8 for four heads: local detail up to near-global context).
+    Gaussian of `sigmas[h]` patches (default 2^h: 1, 2, 4, 8 for four heads).
 
     The release's initialisation makes every query attend almost uniformly to all patches (an
     effective 250 of 256), so every visual token starts as the image average and a randomly
@@ -190,9 +195,10 @@ def init_local_attention(connector: torch.nn.Module, steps: int = 300, lr: float
         The final cross-entropy (its floor is the targets' entropy).
     """
     heads = connector.attn.num_heads
-    targets = local_attention_targets(
-        connector.query_grid, connector.feature_grid, [2.0**h for h in range(heads)]
-    )  # (h, M, N)
+    sigmas = [2.0**h for h in range(heads)] if sigmas is None else list(sigmas)
+    if len(sigmas) != heads:
+        raise ValueError(f"connector_sigmas needs one width per head ({heads}), got {sigmas}")
+    targets = local_attention_targets(connector.query_grid, connector.feature_grid, sigmas)
     width = connector.query.shape[1]
     num_features = targets.shape[-1]
     values = connector.attn.in_proj_weight.detach()[2 * width :].clone()

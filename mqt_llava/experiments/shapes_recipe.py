@@ -33,6 +33,7 @@ class DataSpec:
 
     n: int = 20000
     seed: int = 0
+    questions_per_scene: int = 3
 
 
 @dataclass
@@ -53,6 +54,7 @@ class ShapesRecipe:
     data: DataSpec = field(default_factory=DataSpec)
     model: ShapesModelSpec = field(default_factory=ShapesModelSpec)
     connector_init: str = "local"
+    connector_sigmas: list[float] | None = None
     vision_warmup: VisionWarmupConfig = field(default_factory=VisionWarmupConfig)
     stage1: StageConfig = field(default_factory=StageConfig)
     stage2: StageConfig = field(default_factory=StageConfig)

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
 from ..data.collator import expand_image_placeholders
 from ..data.llava_json import IGNORE_INDEX, tokenize_record
+from ..data.shapes import PROMPT_SUFFIX
 from ..model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
 from ..training.sampler import BudgetSampler
 from .shapes_vision import cosine_schedule
@@ -41,7 +43,10 @@ class StageConfig:
         warmup_ratio: Share of the steps spent warming up linearly.
         multi_turn: Join each scene's questions into one conversation (LLaVA's multi-turn
             records): the image and the system prompt are paid for once per scene.
-        seed: Seeds the batch order and the budget sampler.
+        drop_suffix: Share of questions asked without the dataset's "Answer the question using
+            a single word or phrase." suffix, so that the model also answers questions typed
+            without it (`mqt-llava ask`); evaluation keeps the suffix.
+        seed: Seeds the batch order, the budget sampler and the suffix dropping.
     """
 
     data: str = "questions"
@@ -52,11 +57,15 @@ class StageConfig:
     learning_rate: float = 2e-3
     warmup_ratio: float = 0.05
     multi_turn: bool = True
+    drop_suffix: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
         self.learning_rate = float(self.learning_rate)  # YAML 1.1 reads 2e-3 as a string
         self.warmup_ratio = float(self.warmup_ratio)
+        self.drop_suffix = float(self.drop_suffix)
+        if not 0.0 <= self.drop_suffix <= 1.0:
+            raise ValueError(f"stage drop_suffix must be in [0, 1], got {self.drop_suffix}")
         if self.data not in ("captions", "questions"):
             raise ValueError(f"stage data must be captions or questions, got {self.data!r}")
         if self.template not in ("plain", "llava_v1"):
@@ -74,6 +83,22 @@ class Sample:
     input_ids: list[int]
     labels: list[int]
     image: int
+
+
+def drop_suffixes(
+    records: Sequence[dict[str, Any]], share: float, seed: int
+) -> list[dict[str, Any]]:
+    """Copies of question records, `share` of them (drawn with `seed`) without the prompt suffix."""
+    rng = random.Random(seed)
+    out = []
+    for record in records:
+        record = dict(record)
+        if rng.random() < share:
+            human, answer = record["conversations"]
+            text = human["value"].replace(f" {PROMPT_SUFFIX}", "")
+            record["conversations"] = [{**human, "value": text}, answer]
+        out.append(record)
+    return out
 
 
 def merge_by_scene(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -157,6 +182,56 @@ def collate(
     return expand_image_placeholders(batch, num_visual_tokens, image_token_id, pad_token_id)
 
 
+def shared_prefix(samples: Sequence[Sample], image_token_id: int) -> int:
+    """Length of the token prefix that every sample shares before its image (e.g. the
+    llava_v1 system prompt: 33 of ~140 tokens; 1 for `plain`, just BOS)."""
+    first = samples[0].input_ids
+    length = first.index(image_token_id) if image_token_id in first else len(first)
+    for sample in samples[1:]:
+        ids = sample.input_ids
+        while length and ids[:length] != first[:length]:
+            length -= 1
+    return length
+
+
+def language_loss(
+    model: MQTLlavaForConditionalGeneration,
+    batch: dict[str, torch.Tensor],
+    visual: torch.Tensor,
+    prefix: int,
+) -> torch.Tensor:
+    """The language-modelling loss of a batch whose rows share their first `prefix` tokens.
+
+    The shared prefix (the system prompt) runs once, as a batch of one, and its key/value cache
+    is repeated for every row: the same loss and gradients as running every row whole (the
+    prefix carries no labels), for about a quarter less compute in stage 2.
+
+    Args:
+        batch: `input_ids`, `attention_mask`, `labels`, each (B, L), placeholders expanded.
+        visual: (B, m, D) visual tokens, in reading order.
+        prefix: Shared prefix length (< 2: no caching).
+    """
+    tokens = visual.reshape(-1, visual.shape[-1])  # (B * m, D)
+    input_ids, attention_mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    if prefix < 2:
+        return model(
+            input_ids=input_ids, attention_mask=attention_mask, labels=labels, visual_tokens=tokens
+        ).loss
+    rows, length = input_ids.shape
+    cache = DynamicCache(config=model.config.text_config)
+    model.language_model.model(input_ids=input_ids[:1, :prefix], cache=cache, use_cache=True)
+    cache.batch_repeat_interleave(rows)  # (1, ...) -> (B, ...), still in the autograd graph
+    positions = torch.arange(prefix, length)[None].expand(rows, -1)  # (B, L - prefix)
+    return model(
+        input_ids=input_ids[:, prefix:],
+        attention_mask=attention_mask,  # (B, L): the cached prefix is attended to
+        labels=labels[:, prefix:],
+        visual_tokens=tokens,
+        cache=cache,
+        position_ids=positions,
+    ).loss
+
+
 def trainable_parameters(model: MQTLlavaForConditionalGeneration) -> list[torch.nn.Parameter]:
     """Connector and language model train; the (pretrained) vision tower stays frozen."""
     model.vision_tower.requires_grad_(False)
@@ -198,6 +273,7 @@ def train_stage(
     schedule = cosine_schedule(optimizer, config.steps, config.warmup_ratio)
     order = random.Random(config.seed)
     pad_id, image_id = processor.tokenizer.pad_token_id, processor.image_token_id
+    prefix = shared_prefix(samples, image_id)
     model.train()
     losses, budgets = [], []
     start = time.perf_counter()
@@ -207,12 +283,7 @@ def train_stage(
         batch = collate(batch_samples, m, image_id, pad_id)
         rows = features[[s.image for s in batch_samples]].float()  # (B, N, C)
         visual = model.connector(rows, m)  # (B, m, D)
-        loss = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            labels=batch["labels"],
-            visual_tokens=visual.reshape(-1, visual.shape[-1]),  # (B * m, D), reading order
-        ).loss
+        loss = language_loss(model, batch, visual, prefix)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()

@@ -35,9 +35,13 @@ ATTRIBUTES: tuple[tuple[str, int], ...] = (
     ("centre", 2),
     ("row", 0),  # 0: one class per patch row (set from the grid)
     ("column", 0),
+    # Colour x shape x size as one class: pushes each combination onto its own direction, so a
+    # visual token that pools two objects still says which colour went with which shape.
+    ("object", len(COLOURS) * len(SHAPES) * len(SIZES) + 1),
 )
 # Shape and size only count on object patches (background patches say nothing about them).
 _OBJECT_ONLY = ("shape", "size")
+_ON_OBJECT = ("colour", "shape", "size", "object")  # reported on object patches
 _WEIGHTS = {"shape": 2.0}  # shape needs context from neighbouring patches: the slowest to learn
 _MIN_PIXELS = 3  # a patch belongs to the object covering at least this many of its pixels
 
@@ -77,7 +81,7 @@ def patch_targets(scene: dict[str, Any], image: torch.Tensor, patch_size: int) -
         patch_size: Side of a square patch in pixels (H must be a multiple of it).
 
     Returns:
-        (N, 6) long tensor, N = (H / patch_size)^2 patches in row-major order, columns as in
+        (N, 7) long tensor, N = (H / patch_size)^2 patches in row-major order, columns as in
         `ATTRIBUTES`.
     """
     side = image.shape[-1]
@@ -104,9 +108,11 @@ def patch_targets(scene: dict[str, Any], image: torch.Tensor, patch_size: int) -
     for obj in objects:
         centre[(obj["y"] // patch_size) * grid + obj["x"] // patch_size] = 1
     index = torch.arange(grid * grid)
-    return torch.cat(
-        [table[best], centre[:, None], (index // grid)[:, None], (index % grid)[:, None]], dim=1
-    )
+    colour, shape, size = table[best].unbind(1)  # (N,) each, 0 on background
+    joint = ((colour - 1) * len(SHAPES) + shape - 1) * len(SIZES) + size  # 1.. on objects
+    joint = torch.where(colour > 0, joint, 0)
+    columns = [colour, shape, size, centre, index // grid, index % grid, joint]
+    return torch.stack(columns, dim=1)
 
 
 class PatchHeads(nn.Module):
@@ -127,7 +133,7 @@ def patch_loss(logits: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.T
 
     Args:
         logits: Per attribute, (B, N, classes).
-        targets: (B, N, 6) from `patch_targets`.
+        targets: (B, N, 7) from `patch_targets`.
     """
     on_object = targets[..., 0].flatten() > 0  # (B * N,)
     total = logits[0].new_zeros(())
@@ -151,11 +157,11 @@ def patch_accuracy(
     normalize: Callable[[torch.Tensor], torch.Tensor],
     batch_size: int = 128,
 ) -> dict[str, float]:
-    """Accuracy (%) per attribute; colour, shape and size on object patches only.
+    """Accuracy (%) per attribute; colour, shape, size and object on object patches only.
 
     Args:
         pixels: (I, 3, H, W) uint8 images.
-        targets: (I, N, 6) their targets.
+        targets: (I, N, 7) their targets.
         normalize: uint8 images -> the model's pixel values.
     """
     model.eval()
@@ -167,7 +173,7 @@ def patch_accuracy(
         on_object = target[..., 0] > 0
         for j, logit in enumerate(heads(features)):
             right = logit.argmax(-1) == target[..., j]  # (B, N)
-            keep = on_object if j < 3 else torch.ones_like(on_object)
+            keep = on_object if ATTRIBUTES[j][0] in _ON_OBJECT else torch.ones_like(on_object)
             hits[j] += right[keep].sum()
             counts[j] += keep.sum()
     return {
@@ -192,7 +198,7 @@ def warm_up_vision(
     Args:
         model: The model whose `vision_tower` is trained (the rest is untouched).
         pixels: (I, 3, H, W) uint8 training images.
-        targets: (I, N, 6) per-patch targets.
+        targets: (I, N, 7) per-patch targets.
         config: Steps, batch size, learning rate, seed.
         normalize: uint8 images -> the model's pixel values.
         log: Where progress lines go.

@@ -6,7 +6,14 @@ import torch
 
 from mqt_llava.data.shapes_scene import Scene, SceneObject, render_scene
 from mqt_llava.experiments.shapes_model import init_local_attention, local_attention_targets
-from mqt_llava.experiments.shapes_train import merge_by_scene, tokenize_records
+from mqt_llava.experiments.shapes_train import (
+    collate,
+    drop_suffixes,
+    language_loss,
+    merge_by_scene,
+    shared_prefix,
+    tokenize_records,
+)
 from mqt_llava.experiments.shapes_vision import ATTRIBUTES, patch_loss, patch_targets
 from mqt_llava.model.query_transformer import MatryoshkaQueryTransformer
 
@@ -31,7 +38,9 @@ def test_patch_targets_follow_the_scene() -> None:
     assert grid[0, 0].tolist()[:3] == [0, 0, 0]  # background
     assert grid[..., 3].sum() == 2  # one centre patch per object
     assert grid[9, 5, 3] == 1 and grid[2, 12, 3] == 1
-    assert grid[7, 3, 4:].tolist() == [7, 3]  # row and column of the patch
+    assert grid[7, 3, 4:6].tolist() == [7, 3]  # row and column of the patch
+    # The joint class: one per (colour, shape, size), 0 on background.
+    assert grid[9, 5, 6] == 3 and grid[2, 12, 6] == 42 and grid[0, 0, 6] == 0
     # Object patches: the square's 13 x 13 = 169 px over whole or partial patches.
     on_square = (targets[:, 0] == 1).sum()
     assert 9 <= on_square <= 16
@@ -39,7 +48,7 @@ def test_patch_targets_follow_the_scene() -> None:
 
 def test_patch_loss_ignores_shape_on_background() -> None:
     targets = torch.zeros(1, 4, len(ATTRIBUTES), dtype=torch.long)  # all background
-    sizes = [9, 5, 3, 2, 16, 16]
+    sizes = [9, 5, 3, 2, 16, 16, 57]
     logits = [torch.zeros(1, 4, n, requires_grad=True) for n in sizes]
     patch_loss(logits, targets).backward()
     assert logits[1].grad is None  # shape: object patches only, and there are none
@@ -96,3 +105,56 @@ def test_local_attention_init_attends_near_each_query() -> None:
     rows, cols = peak // 8, peak % 8
     query_rows, query_cols = torch.arange(16) // 4, torch.arange(16) % 4
     assert torch.equal(rows // 2, query_rows) and torch.equal(cols // 2, query_cols)
+
+
+def test_shared_prefix_runs_once_with_the_same_loss_and_gradients(tiny) -> None:
+    model, processor = tiny
+    records = [
+        {
+            "image": "a.png",
+            "conversations": [
+                {"from": "human", "value": f"<image>\n{q}"},
+                {"from": "gpt", "value": a},
+            ],
+        }
+        for q, a in [("What colour?", "red"), ("How many circles are there?", "2"), ("Shape?", "x")]
+    ]
+    samples = tokenize_records(records, processor, "llava_v1", {"a.png": 0})
+    prefix = shared_prefix(samples, processor.image_token_id)
+    assert prefix == samples[0].input_ids.index(processor.image_token_id) > 10  # system prompt
+    batch = collate(samples, 4, processor.image_token_id, processor.tokenizer.pad_token_id)
+    visual = torch.randn(3, 4, model.config.text_config.hidden_size)
+    model.train()
+    losses, grads = [], []
+    for length in (0, prefix):
+        model.zero_grad()
+        loss = language_loss(model, batch, visual, length)
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(model.language_model.model.layers[0].self_attn.q_proj.weight.grad.clone())
+    model.eval()
+    assert abs(losses[0] - losses[1]) < 1e-5
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+    assert grads[0].abs().sum() > 0
+
+
+def test_drop_suffixes_is_seeded_and_keeps_answers() -> None:
+    suffix = "Answer the question using a single word or phrase."
+    records = [
+        {
+            "id": str(i),
+            "conversations": [
+                {"from": "human", "value": f"<image>\nQ{i}? {suffix}"},
+                {"from": "gpt", "value": "red"},
+            ],
+        }
+        for i in range(200)
+    ]
+    dropped = drop_suffixes(records, 0.5, seed=3)
+    kept = [r["conversations"][0]["value"].endswith(suffix) for r in dropped]
+    assert 60 < sum(kept) < 140
+    assert all(r["conversations"][0]["value"].startswith("<image>\nQ") for r in dropped)
+    assert all(r["conversations"][1]["value"] == "red" for r in dropped)
+    assert records[0]["conversations"][0]["value"].endswith(suffix)  # inputs untouched
+    assert dropped == drop_suffixes(records, 0.5, seed=3)
+    assert dropped != drop_suffixes(records, 0.5, seed=4)
