@@ -168,8 +168,9 @@ def make_stage1(
     if (summary := _done(folder)) is not None:
         return summary
     model, processor = _load(out / "vision", key_source=key_source)
-    if recipe.connector_init == "local":
-        init_local_attention(model.connector, recipe.connector_sigmas)
+    if recipe.connector_init in ("local", "nested"):
+        nested = recipe.connector_init == "nested"
+        init_local_attention(model.connector, recipe.connector_sigmas, nested=nested)
     stage = recipe.stage1
     samples = tokenize_records(
         _records(stage, out / "data"), processor, stage.template, bank().rows

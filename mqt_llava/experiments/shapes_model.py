@@ -155,34 +155,82 @@ def build_initial_model(dataset_dir: Path, out_dir: Path, spec: ShapesModelSpec)
     return out_dir
 
 
+def _grid_centres(rows: int, cols: int, f_rows: int, f_cols: int) -> torch.Tensor:
+    """(rows * cols, 2) centres of a rows x cols grid of cells laid over the patch grid, in
+    patch units (y, x), row-major."""
+    ys = (torch.arange(rows) + 0.5) * f_rows / rows - 0.5
+    xs = (torch.arange(cols) + 0.5) * f_cols / cols - 0.5
+    return torch.stack([t.flatten() for t in torch.meshgrid(ys, xs, indexing="ij")], dim=1)
+
+
+def nested_order(rows: int, cols: int) -> list[int]:
+    """Coarse-to-fine order of a rows x cols grid's cells (row-major indices): one cell per
+    quadrant, then one per block of a 4 x 4 split, and so on, each block's cell the one
+    nearest its centre, so that every prefix is spread over the whole grid."""
+    order: list[int] = []
+    g = 2
+    while True:
+        for by in range(min(g, rows)):
+            for bx in range(min(g, cols)):
+                y0, y1 = by * rows // min(g, rows), (by + 1) * rows // min(g, rows)
+                x0, x1 = bx * cols // min(g, cols), (bx + 1) * cols // min(g, cols)
+                block = [y * cols + x for y in range(y0, y1) for x in range(x0, x1)]
+                if any(cell in order for cell in block):
+                    continue
+                cy, cx = (y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2
+                order.append(
+                    min(block, key=lambda c: ((c // cols - cy) ** 2 + (c % cols - cx) ** 2, c))
+                )
+        if g >= max(rows, cols):
+            return order
+        g *= 2
+
+
 def local_attention_targets(
-    query_grid: tuple[int, int], feature_grid: tuple[int, int], sigmas: list[float]
+    query_grid: tuple[int, int],
+    feature_grid: tuple[int, int],
+    sigmas: list[float],
+    nested: bool = False,
 ) -> torch.Tensor:
     """Per head, a Gaussian over the patch grid centred on each query's cell.
 
+    Args:
+        query_grid: (rows, cols) of the queries.
+        feature_grid: (rows, cols) of the patches.
+        sigmas: Per head, the Gaussian's width in patches.
+        nested: Order the queries coarse to fine for Matryoshka budgets: query k takes the
+            k-th cell of `nested_order` and widths scaled by `max(1, s / sqrt(k + 1))`, s half
+            the patch grid's side, so the first m queries tile the image at the resolution
+            m tokens allow (query 0 sees nearly all of it; the last ones one cell each).
+            Otherwise row-major cells and the same widths for every query.
+
     Returns:
-        (heads, M, N) rows that sum to 1; `sigmas` are in patches.
+        (heads, M, N) rows that sum to 1.
     """
     (q_rows, q_cols), (f_rows, f_cols) = query_grid, feature_grid
-    ys = (torch.arange(q_rows) + 0.5) * f_rows / q_rows - 0.5  # query centres, patch units
-    xs = (torch.arange(q_cols) + 0.5) * f_cols / q_cols - 0.5
-    qy, qx = (t.flatten() for t in torch.meshgrid(ys, xs, indexing="ij"))  # (M,)
-    py, px = (
-        t.flatten().float()
-        for t in torch.meshgrid(torch.arange(f_rows), torch.arange(f_cols), indexing="ij")
-    )  # (N,)
-    distance2 = (qy[:, None] - py[None]) ** 2 + (qx[:, None] - px[None]) ** 2  # (M, N)
-    return torch.stack([torch.softmax(-distance2 / (2 * s * s), dim=-1) for s in sigmas])
+    centres = _grid_centres(q_rows, q_cols, f_rows, f_cols)  # (M, 2)
+    scale = torch.ones(len(centres))
+    if nested:
+        centres = centres[nested_order(q_rows, q_cols)]
+        rank = torch.arange(len(centres), dtype=torch.float32)
+        scale = (max(f_rows, f_cols) / 2 / (rank + 1).sqrt()).clamp_min(1.0)  # (M,)
+    patches = _grid_centres(f_rows, f_cols, f_rows, f_cols)  # (N, 2): integer positions
+    distance2 = ((centres[:, None] - patches[None]) ** 2).sum(-1)  # (M, N)
+    return torch.stack(
+        [torch.softmax(-distance2 / (2 * (s * scale[:, None]) ** 2), dim=-1) for s in sigmas]
+    )
 
 
 def init_local_attention(
     connector: torch.nn.Module,
     sigmas: list[float] | None = None,
+    nested: bool = False,
     steps: int = 300,
     lr: float = 1e-2,
 ) -> float:
     """Starts the connector's queries attending near their own grid cell, head h with a
-    Gaussian of `sigmas[h]` patches (default 2^h: 1, 2, 4, 8 for four heads).
+    Gaussian of `sigmas[h]` patches (default 2^h: 1, 2, 4, 8 for four heads); with `nested`,
+    coarse to fine in query order (`local_attention_targets`).
 
     The release's initialisation makes every query attend almost uniformly to all patches (an
     effective 250 of 256), so every visual token starts as the image average and a randomly
@@ -198,7 +246,9 @@ def init_local_attention(
     sigmas = [2.0**h for h in range(heads)] if sigmas is None else list(sigmas)
     if len(sigmas) != heads:
         raise ValueError(f"connector_sigmas needs one width per head ({heads}), got {sigmas}")
-    targets = local_attention_targets(connector.query_grid, connector.feature_grid, sigmas)
+    targets = local_attention_targets(
+        connector.query_grid, connector.feature_grid, sigmas, nested=nested
+    )
     width = connector.query.shape[1]
     num_features = targets.shape[-1]
     values = connector.attn.in_proj_weight.detach()[2 * width :].clone()

@@ -23,7 +23,7 @@ from .shapes_vision import VisionWarmupConfig
 RECIPES = Path(__file__).parent / "recipes"
 DEFAULT_RECIPE = RECIPES / "shapes.yaml"
 QUICK_RECIPE = RECIPES / "shapes-quick.yaml"
-CONNECTOR_INITS = ("local", "release")
+CONNECTOR_INITS = ("nested", "local", "release")
 _VARIANT_KEYS = {"stage2", "key_source"}
 
 

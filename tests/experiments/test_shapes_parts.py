@@ -5,7 +5,11 @@ from __future__ import annotations
 import torch
 
 from mqt_llava.data.shapes_scene import Scene, SceneObject, render_scene
-from mqt_llava.experiments.shapes_model import init_local_attention, local_attention_targets
+from mqt_llava.experiments.shapes_model import (
+    init_local_attention,
+    local_attention_targets,
+    nested_order,
+)
 from mqt_llava.experiments.shapes_train import (
     collate,
     drop_suffixes,
@@ -158,3 +162,22 @@ def test_drop_suffixes_is_seeded_and_keeps_answers() -> None:
     assert records[0]["conversations"][0]["value"].endswith(suffix)  # inputs untouched
     assert dropped == drop_suffixes(records, 0.5, seed=3)
     assert dropped != drop_suffixes(records, 0.5, seed=4)
+
+
+def test_nested_order_spreads_every_prefix_over_the_grid() -> None:
+    order = nested_order(8, 8)
+    assert sorted(order) == list(range(64))
+    quadrants = {(c // 8 >= 4, c % 8 >= 4) for c in order[:4]}
+    assert len(quadrants) == 4  # the first four queries: one per quadrant
+    blocks = {(c // 8 // 2, c % 8 // 2) for c in order[:16]}
+    assert len(blocks) == 16  # the first sixteen: one per 2 x 2 block of cells
+
+
+def test_nested_targets_narrow_with_query_rank() -> None:
+    targets = local_attention_targets((8, 8), (16, 16), [1.0], nested=True)[0]  # (M, N)
+    effective = 1 / (targets**2).sum(-1)  # patches each query effectively averages
+    assert effective[0] > 100 and effective[-1] < 15
+    coarse, middle, fine = effective[:4].mean(), effective[4:16].mean(), effective[16:].mean()
+    assert coarse > middle > fine  # wider first, finer later (cells at the border: truncated)
+    flat = local_attention_targets((8, 8), (16, 16), [1.0])[0]
+    assert torch.allclose(targets[-1], flat[nested_order(8, 8)[-1]])  # the last: one cell
