@@ -199,9 +199,9 @@ def local_attention_targets(
         feature_grid: (rows, cols) of the patches.
         sigmas: Per head, the Gaussian's width in patches.
         nested: Order the queries coarse to fine for Matryoshka budgets: query k takes the
-            k-th cell of `nested_order` and widths scaled by `max(1, s / sqrt(k + 1))`, s half
-            the patch grid's side, so the first m queries tile the image at the resolution
-            m tokens allow (query 0 sees nearly all of it; the last ones one cell each).
+            k-th cell of `nested_order` and widths scaled by `max(1, s / sqrt(k + 1))`, s a
+            quarter of the patch grid's side, so the first m queries tile the image at the
+            resolution m tokens allow (from query 15 on, one cell's width each).
             Otherwise row-major cells and the same widths for every query.
 
     Returns:
@@ -213,7 +213,7 @@ def local_attention_targets(
     if nested:
         centres = centres[nested_order(q_rows, q_cols)]
         rank = torch.arange(len(centres), dtype=torch.float32)
-        scale = (max(f_rows, f_cols) / 2 / (rank + 1).sqrt()).clamp_min(1.0)  # (M,)
+        scale = (max(f_rows, f_cols) / 4 / (rank + 1).sqrt()).clamp_min(1.0)  # (M,)
     patches = _grid_centres(f_rows, f_cols, f_rows, f_cols)  # (N, 2): integer positions
     distance2 = ((centres[:, None] - patches[None]) ** 2).sum(-1)  # (M, N)
     return torch.stack(

@@ -176,7 +176,7 @@ def test_nested_order_spreads_every_prefix_over_the_grid() -> None:
 def test_nested_targets_narrow_with_query_rank() -> None:
     targets = local_attention_targets((8, 8), (16, 16), [1.0], nested=True)[0]  # (M, N)
     effective = 1 / (targets**2).sum(-1)  # patches each query effectively averages
-    assert effective[0] > 100 and effective[-1] < 15
+    assert effective[0] > 90 and effective[-1] < 15
     coarse, middle, fine = effective[:4].mean(), effective[4:16].mean(), effective[16:].mean()
     assert coarse > middle > fine  # wider first, finer later (cells at the border: truncated)
     flat = local_attention_targets((8, 8), (16, 16), [1.0])[0]
