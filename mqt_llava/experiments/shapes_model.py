@@ -168,19 +168,21 @@ def nested_order(rows: int, cols: int) -> list[int]:
     quadrant, then one per block of a 4 x 4 split, and so on, each block's cell the one
     nearest its centre, so that every prefix is spread over the whole grid."""
     order: list[int] = []
+    chosen: set[int] = set()
     g = 2
     while True:
-        for by in range(min(g, rows)):
-            for bx in range(min(g, cols)):
-                y0, y1 = by * rows // min(g, rows), (by + 1) * rows // min(g, rows)
-                x0, x1 = bx * cols // min(g, cols), (bx + 1) * cols // min(g, cols)
+        splits_y, splits_x = min(g, rows), min(g, cols)
+        for by in range(splits_y):
+            for bx in range(splits_x):
+                y0, y1 = by * rows // splits_y, (by + 1) * rows // splits_y
+                x0, x1 = bx * cols // splits_x, (bx + 1) * cols // splits_x
                 block = [y * cols + x for y in range(y0, y1) for x in range(x0, x1)]
-                if any(cell in order for cell in block):
+                if chosen.intersection(block):
                     continue
                 cy, cx = (y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2
-                order.append(
-                    min(block, key=lambda c: ((c // cols - cy) ** 2 + (c % cols - cx) ** 2, c))
-                )
+                cell = min(block, key=lambda c: ((c // cols - cy) ** 2 + (c % cols - cx) ** 2, c))
+                order.append(cell)
+                chosen.add(cell)
         if g >= max(rows, cols):
             return order
         g *= 2
