@@ -15,6 +15,15 @@ from .query_transformer import MatryoshkaQueryTransformer
 IGNORE_INDEX = -100
 
 
+def _is_meta(tensor: torch.Tensor) -> bool:
+    return tensor.device.type == "meta"
+
+
+def _any(mask: torch.Tensor, *, on_meta: bool) -> bool:
+    """`mask.any()` as a Python bool; `on_meta` for meta tensors, which hold no values."""
+    return on_meta if _is_meta(mask) else bool(mask.any())
+
+
 @dataclass
 class MQTLlavaCausalLMOutput(ModelOutput):
     """Output of [`MQTLlavaForConditionalGeneration.forward`].
@@ -176,7 +185,8 @@ class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin)
             ValueError: If the number of placeholders differs from the number of visual tokens.
         """
         image_mask = input_ids == self.config.image_token_id  # (B, L)
-        n_placeholders = int(image_mask.sum())
+        # Meta tensors (shape inference, `init_empty_weights`) hold no values to count.
+        n_placeholders = image_features.shape[0] if _is_meta(input_ids) else int(image_mask.sum())
         if n_placeholders != image_features.shape[0]:
             detail = f" (budgets per image: {budgets})" if budgets is not None else ""
             raise ValueError(
@@ -234,7 +244,7 @@ class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin)
         if input_ids is not None:
             image_mask = input_ids == self.config.image_token_id
             has_images = pixel_values is not None or visual_tokens is not None
-            if not has_images and cache is None and bool(image_mask.any()):
+            if not has_images and cache is None and _any(image_mask, on_meta=False):
                 raise ValueError(
                     f"input_ids hold {int(image_mask.sum())} image placeholder tokens but no "
                     "pixel_values were given."
@@ -252,7 +262,7 @@ class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin)
             inputs_embeds = self.merge_image_features(
                 input_ids, inputs_embeds, image_features, budgets
             )
-        elif visual_tokens is not None and input_ids is not None and bool(image_mask.any()):
+        elif visual_tokens is not None and input_ids is not None and _any(image_mask, on_meta=True):
             image_features = visual_tokens.reshape(-1, visual_tokens.shape[-1])
             inputs_embeds = self.merge_image_features(input_ids, inputs_embeds, image_features)
         self._check_context_length(inputs_embeds.shape[1], cache)

@@ -208,3 +208,22 @@ def test_precomputed_visual_tokens_sliced_from_the_largest_budget(tiny):
             assert generated.tolist() == model.generate(**inputs, max_new_tokens=4).tolist()
     with pytest.raises(ValueError, match="not both"):
         model(**inputs, visual_tokens=full)
+
+
+def test_forward_on_the_meta_device_infers_shapes(tiny):
+    """Shape inference without weights (e.g. sizing a device map): no value-dependent checks."""
+    model, processor = tiny
+    with torch.device("meta"):
+        meta_model = MQTLlavaForConditionalGeneration(model.config)
+    prompts = [processor.build_prompt("Q?")] * 2
+    inputs = processor(images=_images(2), text=prompts, num_visual_tokens=4)
+    # Budgets are host-side integers; transformers' SDPA mask inspects attention_mask values,
+    # so the mask is left out (all ones here anyway).
+    ids, pixels = inputs["input_ids"].to("meta"), inputs["pixel_values"].to("meta")
+    with torch.no_grad():
+        logits = meta_model(input_ids=ids, pixel_values=pixels, num_visual_tokens=4).logits
+        visual = meta_model.get_image_features(pixels, 16)
+        sliced = meta_model(input_ids=ids, visual_tokens=visual[:, :4]).logits
+    expected = (*ids.shape, model.config.text_config.vocab_size)
+    assert logits.device.type == sliced.device.type == "meta"
+    assert tuple(logits.shape) == tuple(sliced.shape) == expected
