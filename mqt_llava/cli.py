@@ -72,12 +72,19 @@ def ask(
         print(f"{answer.num_visual_tokens:>6}  {answer.seconds:>7.2f}  {answer.text}")
 
 
-def data_shapes(out: Path, n: int, seed: int, image_size: int, overwrite: bool) -> None:
+def data_shapes(
+    out: Path, n: int, seed: int, image_size: int, questions_per_scene: int, overwrite: bool
+) -> None:
     """Generate the ShapesVQA dataset (LLaVA JSON, train/val/test, stage-1 captions)."""
     from .data.shapes import generate_shapes_dataset
 
     summary = generate_shapes_dataset(
-        out, n=n, seed=seed, image_size=image_size, overwrite=overwrite
+        out,
+        n=n,
+        seed=seed,
+        image_size=image_size,
+        questions_per_scene=questions_per_scene,
+        overwrite=overwrite,
     )
     print(json.dumps(summary.get("splits", summary), indent=2))
 
@@ -169,8 +176,18 @@ def _add_core_commands(sub) -> None:
     p.add_argument("--n", type=int, default=20000, help="number of train questions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image-size", type=int, default=64)
+    p.add_argument(
+        "--questions-per-scene",
+        type=int,
+        default=3,
+        help="questions asked about each scene, of distinct types (at most 7)",
+    )
     p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(run=lambda a: data_shapes(a.out, a.n, a.seed, a.image_size, a.overwrite))
+    p.set_defaults(
+        run=lambda a: data_shapes(
+            a.out, a.n, a.seed, a.image_size, a.questions_per_scene, a.overwrite
+        )
+    )
 
     p = sub.add_parser("score", help=_first_line(score), description=_first_line(score))
     p.add_argument("benchmark")

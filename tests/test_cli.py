@@ -78,8 +78,10 @@ def test_python_api_one_liner(model_dir, fixture_dir):
 
 def test_data_shapes_writes_the_dataset(tmp_path, capsys):
     out = tmp_path / "shapes"
-    assert main(["data", "shapes", "--out", str(out), "--n", "30", "--seed", "1"]) == 0
+    args = ["data", "shapes", "--out", str(out), "--n", "30", "--seed", "1"]
+    assert main([*args, "--questions-per-scene", "5"]) == 0
     assert (out / "train.json").is_file() and (out / "captions.json").is_file()
+    assert json.loads((out / "dataset_info.json").read_text())["questions_per_scene"] == 5
     assert main(["data", "shapes", "--out", str(out), "--n", "30"]) == 2  # exists, no --overwrite
     assert "overwrite" in capsys.readouterr().err
 

@@ -145,8 +145,11 @@ def _validate(n: int, image_size: int, questions_per_scene: int, objects: tuple[
         raise ValueError(f"--n must be at least 1 (got {n})")
     if image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"--image-size must be at least {MIN_IMAGE_SIZE} (got {image_size})")
-    if questions_per_scene < 1:
-        raise ValueError(f"--questions-per-scene must be at least 1 (got {questions_per_scene})")
+    if not 1 <= questions_per_scene <= len(QUESTION_TYPES):
+        raise ValueError(
+            f"--questions-per-scene must be between 1 and {len(QUESTION_TYPES)}, one per question "
+            f"type (got {questions_per_scene})"
+        )
     if not 1 <= objects[0] <= objects[1] <= 6:
         raise ValueError(
             f"need 1 <= --min-objects <= --max-objects <= 6 (got {objects[0]} and {objects[1]})"

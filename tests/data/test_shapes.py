@@ -225,7 +225,12 @@ def test_existing_dataset_needs_overwrite(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "flag"),
-    [({"n": 0}, "--n"), ({"image_size": 16}, "--image-size"), ({"max_objects": 9}, "objects")],
+    [
+        ({"n": 0}, "--n"),
+        ({"image_size": 16}, "--image-size"),
+        ({"max_objects": 9}, "objects"),
+        ({"questions_per_scene": 8}, "--questions-per-scene"),
+    ],
 )
 def test_bad_arguments_name_the_flag(tmp_path: Path, kwargs: dict, flag: str) -> None:
     with pytest.raises(ValueError, match=flag):
