@@ -151,13 +151,26 @@ class FeatureBank:
         log(f"features of {len(scenes)} train images cached in {self.seconds:.0f} s")
 
 
-def _records(recipe_stage, data: Path) -> list[dict[str, Any]]:
+def _records(recipe_stage, data: Path, types: list[str] | None = None) -> list[dict[str, Any]]:
     if recipe_stage.data == "captions":
         return json.loads((data / "captions.json").read_text())
     records = json.loads((data / "train.json").read_text())
     if recipe_stage.drop_suffix:
         records = drop_suffixes(records, recipe_stage.drop_suffix, recipe_stage.seed)
+    if types is not None:
+        records = [r for r in records if r["question_type"] in types]
     return merge_by_scene(records) if recipe_stage.multi_turn else records
+
+
+def _stage_samples(stage, processor, data: Path, rows: dict[str, int]):
+    """The stage's samples, and those of its curriculum (`first_types`) if it has one."""
+    samples = tokenize_records(_records(stage, data), processor, stage.template, rows)
+    if not stage.first_steps:
+        return samples, None
+    first = _records(stage, data, stage.first_types)
+    if not first:
+        raise ValueError(f"first_types {stage.first_types}: no such questions in {data}")
+    return samples, tokenize_records(first, processor, stage.template, rows)
 
 
 def make_stage1(
@@ -172,10 +185,10 @@ def make_stage1(
         nested = recipe.connector_init == "nested"
         init_local_attention(model.connector, recipe.connector_sigmas, nested=nested)
     stage = recipe.stage1
-    samples = tokenize_records(
-        _records(stage, out / "data"), processor, stage.template, bank().rows
+    samples, first = _stage_samples(stage, processor, out / "data", bank().rows)
+    result = train_stage(
+        model, processor, bank().features, samples, stage, "stage 1", log, first_samples=first
     )
-    result = train_stage(model, processor, bank().features, samples, stage, "stage 1", log)
     _save(model, processor, folder)
     return _finish(folder, {k: v for k, v in result.items() if k != "budgets"})
 
@@ -189,10 +202,10 @@ def make_variant(
         return summary
     stage = recipe.stage2_for(variant)
     model, processor = _load(out / f"stage1-{recipe.key_source(variant)}")
-    samples = tokenize_records(
-        _records(stage, out / "data"), processor, stage.template, bank().rows
+    samples, first = _stage_samples(stage, processor, out / "data", bank().rows)
+    result = train_stage(
+        model, processor, bank().features, samples, stage, variant, log, first_samples=first
     )
-    result = train_stage(model, processor, bank().features, samples, stage, variant, log)
     _save(model, processor, folder)
     start = time.perf_counter()
     spec = recipe.evaluation

@@ -15,7 +15,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,7 +23,7 @@ from transformers import DynamicCache
 
 from ..data.collator import expand_image_placeholders
 from ..data.llava_json import IGNORE_INDEX, tokenize_record
-from ..data.shapes import PROMPT_SUFFIX
+from ..data.shapes import PROMPT_SUFFIX, QUESTION_TYPES
 from ..model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
 from ..training.sampler import BudgetSampler
 from .shapes_vision import cosine_schedule
@@ -49,6 +49,11 @@ class StageConfig:
         train_language_model: Train the language model too (otherwise only the connector, as
             in the paper's stage 1). A random decoder trained on left-to-right captions learns
             the questions more slowly afterwards than a fresh one (docs/shapes.md).
+        first_types: Question types the first `first_steps` steps draw from alone (a
+            curriculum): a fresh decoder learns the question-to-object lookup of colour and
+            shape questions in a few hundred steps on its own, but hardly at all while the
+            harder types share the batches (docs/shapes.md).
+        first_steps: Steps of that curriculum (0: none); the rest draw from all records.
         seed: Seeds the batch order, the budget sampler and the suffix dropping.
     """
 
@@ -62,6 +67,8 @@ class StageConfig:
     multi_turn: bool = True
     drop_suffix: float = 0.0
     train_language_model: bool = True
+    first_types: list[str] = field(default_factory=list)
+    first_steps: int = 0
     seed: int = 0
 
     def __post_init__(self):
@@ -78,6 +85,19 @@ class StageConfig:
             raise ValueError(
                 f"stage steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}"
             )
+        if not 0 <= self.first_steps <= self.steps:
+            raise ValueError(
+                f"stage first_steps must be between 0 and steps ({self.steps}), "
+                f"got {self.first_steps}"
+            )
+        unknown = sorted(set(self.first_types) - set(QUESTION_TYPES))
+        if unknown:
+            raise ValueError(
+                f"stage first_types: unknown question type(s) {unknown}; "
+                f"accepted: {list(QUESTION_TYPES)}"
+            )
+        if self.first_steps and (not self.first_types or self.data != "questions"):
+            raise ValueError("stage first_steps needs data: questions and a non-empty first_types")
 
 
 @dataclass
@@ -255,6 +275,7 @@ def train_stage(
     config: StageConfig,
     name: str,
     log: Callable[[str], None] = print,
+    first_samples: Sequence[Sample] | None = None,
 ) -> dict[str, Any]:
     """Trains the connector and the language model (in place) on cached vision features.
 
@@ -266,10 +287,13 @@ def train_stage(
         config: The stage's settings.
         name: Used in log lines.
         log: Where progress lines go.
+        first_samples: What the first `config.first_steps` steps draw from (the curriculum).
 
     Returns:
         `steps`, `seconds`, `losses` (every 50 steps and the last) and `budgets` (m per step).
     """
+    if config.first_steps and not first_samples:
+        raise ValueError(f"{name}: first_steps={config.first_steps} but no first_samples given")
     torch.manual_seed(config.seed)
     sampler = BudgetSampler(config.budget, model.config.num_queries, config.seed)
     params = trainable_parameters(model, config.train_language_model)
@@ -285,7 +309,8 @@ def train_stage(
     start = time.perf_counter()
     for step in range(config.steps):
         m = sampler(step)
-        batch_samples = order.sample(samples, min(config.batch_size, len(samples)))
+        pool = first_samples if step < config.first_steps else samples
+        batch_samples = order.sample(pool, min(config.batch_size, len(pool)))
         batch = collate(batch_samples, m, image_id, pad_id)
         rows = features[[s.image for s in batch_samples]].float()  # (B, N, C)
         visual = model.connector(rows, m)  # (B, m, D)

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+
+import pytest
 import torch
 
 from mqt_llava.data.shapes_scene import Scene, SceneObject, render_scene
+from mqt_llava.experiments import shapes_train
 from mqt_llava.experiments.shapes_model import (
     init_local_attention,
     local_attention_targets,
     nested_order,
 )
 from mqt_llava.experiments.shapes_train import (
+    StageConfig,
     collate,
     drop_suffixes,
     language_loss,
     merge_by_scene,
     shared_prefix,
     tokenize_records,
+    train_stage,
     trainable_parameters,
 )
 from mqt_llava.experiments.shapes_vision import ATTRIBUTES, patch_loss, patch_targets
@@ -192,3 +198,48 @@ def test_stage_can_train_the_connector_alone(tiny) -> None:
     both = trainable_parameters(model)
     assert len(both) == len(params) + len(list(model.language_model.parameters()))
     assert not any(p.requires_grad for p in model.vision_tower.parameters())
+
+
+def test_curriculum_draws_only_its_types_for_its_first_steps(tiny, monkeypatch) -> None:
+    model, processor = tiny
+    model = copy.deepcopy(model)
+    drawn: list[list[int]] = []
+
+    def recording_collate(samples, *args, **kwargs):
+        drawn.append([s.image for s in samples])
+        return collate(samples, *args, **kwargs)
+
+    monkeypatch.setattr(shapes_train, "collate", recording_collate)
+    record = {
+        "image": "a.png",
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat colour?"},
+            {"from": "gpt", "value": "red"},
+        ],
+    }
+    vision = model.config.vision_config
+    patches = (vision.image_size // vision.patch_size) ** 2
+    features = torch.randn(2, patches, vision.hidden_size)
+    first = tokenize_records([record] * 2, processor, "llava_v1", {"a.png": 0})  # image 0
+    everything = tokenize_records([record] * 2, processor, "llava_v1", {"a.png": 1})  # image 1
+    config = StageConfig(
+        steps=4, batch_size=2, first_types=["colour"], first_steps=3, budget="fixed:4"
+    )
+    train_stage(model, processor, features, everything, config, "t", lambda _: None, first)
+    assert drawn == [[0, 0], [0, 0], [0, 0], [1, 1]]
+    with pytest.raises(ValueError, match="no first_samples"):
+        train_stage(model, processor, features, everything, config, "t", lambda _: None)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"first_steps": 5, "steps": 4, "first_types": ["colour"]}, "between 0 and steps"),
+        ({"first_steps": 2, "first_types": ["colr"]}, "unknown question type"),
+        ({"first_steps": 2}, "non-empty first_types"),
+        ({"first_steps": 2, "first_types": ["colour"], "data": "captions"}, "data: questions"),
+    ],
+)
+def test_bad_curriculum_is_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        StageConfig(**kwargs)
