@@ -202,6 +202,10 @@ def make_variant(
         return summary
     stage = recipe.stage2_for(variant)
     model, processor = _load(out / f"stage1-{recipe.key_source(variant)}")
+    if stage.reset_language_model:
+        initial, _ = _load(out / "init")
+        model.language_model.load_state_dict(initial.language_model.state_dict())
+        log(f"{variant}: language model reset to its random initialisation (init/)")
     samples, first = _stage_samples(stage, processor, out / "data", bank().rows)
     result = train_stage(
         model, processor, bank().features, samples, stage, variant, log, first_samples=first

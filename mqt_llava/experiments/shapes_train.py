@@ -49,6 +49,11 @@ class StageConfig:
         train_language_model: Train the language model too (otherwise only the connector, as
             in the paper's stage 1). A random decoder trained on left-to-right captions learns
             the questions more slowly afterwards than a fresh one (docs/shapes.md).
+        reset_language_model: Start from the random initial language model (the pipeline's
+            `init/`) instead of the previous stage's, keeping its connector. With a decoder
+            trained from scratch, stage 1's captions align the connector well, but the
+            caption-trained decoder then learns the questions far more slowly than a fresh one
+            (docs/shapes.md).
         first_types: Question types the first `first_steps` steps draw from alone (a
             curriculum): a fresh decoder learns the question-to-object lookup of colour and
             shape questions in a few hundred steps on its own, but hardly at all while the
@@ -67,6 +72,7 @@ class StageConfig:
     multi_turn: bool = True
     drop_suffix: float = 0.0
     train_language_model: bool = True
+    reset_language_model: bool = False
     first_types: list[str] = field(default_factory=list)
     first_steps: int = 0
     seed: int = 0
@@ -84,6 +90,11 @@ class StageConfig:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(
                 f"stage steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}"
+            )
+        if self.reset_language_model and not self.train_language_model:
+            raise ValueError(
+                "stage reset_language_model needs train_language_model: a reset decoder that is "
+                "not trained stays random"
             )
         if not 0 <= self.first_steps <= self.steps:
             raise ValueError(

@@ -238,8 +238,9 @@ def test_curriculum_draws_only_its_types_for_its_first_steps(tiny, monkeypatch) 
         ({"first_steps": 2, "first_types": ["colr"]}, "unknown question type"),
         ({"first_steps": 2}, "non-empty first_types"),
         ({"first_steps": 2, "first_types": ["colour"], "data": "captions"}, "data: questions"),
+        ({"reset_language_model": True, "train_language_model": False}, "stays random"),
     ],
 )
-def test_bad_curriculum_is_refused(kwargs: dict, message: str) -> None:
+def test_bad_stage_settings_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         StageConfig(**kwargs)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from mqt_llava.cli import main
 from mqt_llava.experiments.shapes import run_shapes
@@ -97,3 +100,30 @@ def test_recipe_variants_change_only_what_they_say() -> None:
     quick = load_shapes_recipe(quick=True)
     assert quick.stage2.steps < recipe.stage2.steps
     assert quick.stage2.budget == recipe.stage2.budget  # quick shrinks sizes, not the method
+
+
+def test_stage2_can_start_from_the_initial_language_model(quick_run, tmp_path: Path) -> None:
+    """With learning rate 0 the stage changes nothing: its decoder is init/'s, its connector
+    stage 1's (and without the reset, both are stage 1's)."""
+    out, _, _ = quick_run
+    for folder in ("data", "init", "vision", "stage1-position"):
+        shutil.copytree(out / folder, tmp_path / folder)
+    frozen = ["stage2.learning_rate=0", "stage2.first_steps=0"]
+    logs: list[str] = []
+    for reset in (True, False):
+        shutil.rmtree(tmp_path / "matryoshka", ignore_errors=True)
+        recipe = load_shapes_recipe(
+            quick=True, overrides=[*frozen, f"stage2.reset_language_model={str(reset).lower()}"]
+        )
+        run_shapes(tmp_path, recipe, ["matryoshka"], log=logs.append)
+        trained = load_file(tmp_path / "matryoshka" / "model.safetensors")
+        stage1 = load_file(tmp_path / "stage1-position" / "model.safetensors")
+        init = load_file(tmp_path / "init" / "model.safetensors")
+        decoder = [k for k in trained if k.startswith("language_model.")]
+        connector = [k for k in trained if k.startswith("connector.")]
+        assert decoder and connector
+        expected_decoder = init if reset else stage1
+        assert all(torch.equal(trained[k], expected_decoder[k]) for k in decoder)
+        assert all(torch.equal(trained[k], stage1[k]) for k in connector)
+        assert not all(torch.equal(stage1[k], init[k]) for k in decoder)  # the test can fail
+    assert sum("language model reset" in line for line in logs) == 1
