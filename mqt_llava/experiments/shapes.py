@@ -151,7 +151,9 @@ class FeatureBank:
         log(f"features of {len(scenes)} train images cached in {self.seconds:.0f} s")
 
 
-def _records(recipe_stage, data: Path, types: list[str] | None = None) -> list[dict[str, Any]]:
+def _records(
+    recipe_stage, data: Path, types: list[str] | None = None, multi_turn: bool | None = None
+) -> list[dict[str, Any]]:
     if recipe_stage.data == "captions":
         return json.loads((data / "captions.json").read_text())
     records = json.loads((data / "train.json").read_text())
@@ -159,7 +161,8 @@ def _records(recipe_stage, data: Path, types: list[str] | None = None) -> list[d
         records = drop_suffixes(records, recipe_stage.drop_suffix, recipe_stage.seed)
     if types is not None:
         records = [r for r in records if r["question_type"] in types]
-    return merge_by_scene(records) if recipe_stage.multi_turn else records
+    multi_turn = recipe_stage.multi_turn if multi_turn is None else multi_turn
+    return merge_by_scene(records) if multi_turn else records
 
 
 def _stage_samples(stage, processor, data: Path, rows: dict[str, int]):
@@ -167,7 +170,7 @@ def _stage_samples(stage, processor, data: Path, rows: dict[str, int]):
     samples = tokenize_records(_records(stage, data), processor, stage.template, rows)
     if not stage.first_steps:
         return samples, None
-    first = _records(stage, data, stage.first_types)
+    first = _records(stage, data, stage.first_types, stage.first_multi_turn)
     if not first:
         raise ValueError(f"first_types {stage.first_types}: no such questions in {data}")
     return samples, tokenize_records(first, processor, stage.template, rows)

@@ -59,6 +59,10 @@ class StageConfig:
             shape questions in a few hundred steps on its own, but hardly at all while the
             harder types share the batches (docs/shapes.md).
         first_steps: Steps of that curriculum (0: none); the rest draw from all records.
+        first_budget: The budget policy of the curriculum steps ("": the stage's `budget`).
+        first_multi_turn: Whether the curriculum's records are multi-turn (None: as
+            `multi_turn`). Single-turn keeps later questions from reading an answer off an
+            earlier question about the same scene.
         seed: Seeds the batch order, the budget sampler and the suffix dropping.
     """
 
@@ -75,6 +79,8 @@ class StageConfig:
     reset_language_model: bool = False
     first_types: list[str] = field(default_factory=list)
     first_steps: int = 0
+    first_budget: str = ""
+    first_multi_turn: bool | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -307,6 +313,9 @@ def train_stage(
         raise ValueError(f"{name}: first_steps={config.first_steps} but no first_samples given")
     torch.manual_seed(config.seed)
     sampler = BudgetSampler(config.budget, model.config.num_queries, config.seed)
+    first_sampler = BudgetSampler(
+        config.first_budget or config.budget, model.config.num_queries, config.seed
+    )
     params = trainable_parameters(model, config.train_language_model)
     optimizer = torch.optim.AdamW(
         params, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=0.0
@@ -314,13 +323,14 @@ def train_stage(
     schedule = cosine_schedule(optimizer, config.steps, config.warmup_ratio)
     order = random.Random(config.seed)
     pad_id, image_id = processor.tokenizer.pad_token_id, processor.image_token_id
-    prefix = shared_prefix(samples, image_id)
+    prefix = shared_prefix([*samples, *(first_samples or [])], image_id)
     model.train()
     losses, budgets = [], []
     start = time.perf_counter()
     for step in range(config.steps):
-        m = sampler(step)
-        pool = first_samples if step < config.first_steps else samples
+        first = step < config.first_steps
+        m = first_sampler(step) if first else sampler(step)
+        pool = first_samples if first else samples
         batch_samples = order.sample(pool, min(config.batch_size, len(pool)))
         batch = collate(batch_samples, m, image_id, pad_id)
         rows = features[[s.image for s in batch_samples]].float()  # (B, N, C)

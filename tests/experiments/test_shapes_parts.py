@@ -223,12 +223,21 @@ def test_curriculum_draws_only_its_types_for_its_first_steps(tiny, monkeypatch) 
     first = tokenize_records([record] * 2, processor, "llava_v1", {"a.png": 0})  # image 0
     everything = tokenize_records([record] * 2, processor, "llava_v1", {"a.png": 1})  # image 1
     config = StageConfig(
-        steps=4, batch_size=2, first_types=["colour"], first_steps=3, budget="fixed:4"
+        steps=4,
+        batch_size=2,
+        first_types=["colour"],
+        first_steps=3,
+        budget="fixed:4",
+        first_budget="fixed:8",
     )
-    train_stage(model, processor, features, everything, config, "t", lambda _: None, first)
+    result = train_stage(model, processor, features, everything, config, "t", print, first)
     assert drawn == [[0, 0], [0, 0], [0, 0], [1, 1]]
+    assert result["budgets"] == [8, 8, 8, 4]
     with pytest.raises(ValueError, match="no first_samples"):
-        train_stage(model, processor, features, everything, config, "t", lambda _: None)
+        train_stage(model, processor, features, everything, config, "t", print)
+    config.first_budget = "sometimes"
+    with pytest.raises(ValueError, match="Unknown budget policy 'sometimes'"):
+        train_stage(model, processor, features, everything, config, "t", print, first)
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 from mqt_llava.cli import main
-from mqt_llava.experiments.shapes import run_shapes
+from mqt_llava.experiments.shapes import _stage_samples, run_shapes
 from mqt_llava.experiments.shapes_recipe import load_shapes_recipe
+from mqt_llava.experiments.shapes_train import StageConfig
+from mqt_llava.model import MQTLlavaProcessor
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +129,21 @@ def test_stage2_can_start_from_the_initial_language_model(quick_run, tmp_path: P
         assert all(torch.equal(trained[k], stage1[k]) for k in connector)
         assert not all(torch.equal(stage1[k], init[k]) for k in decoder)  # the test can fail
     assert sum("language model reset" in line for line in logs) == 1
+
+
+def test_curriculum_records_follow_their_own_turn_setting(quick_run) -> None:
+    out, _, _ = quick_run
+    processor = MQTLlavaProcessor.from_pretrained(out / "init")
+    scenes = json.loads((out / "data" / "train_scenes.json").read_text())
+    rows = {scene["image"]: i for i, scene in enumerate(scenes)}
+    records = json.loads((out / "data" / "train.json").read_text())
+    wanted = [r for r in records if r["question_type"] in ("colour", "shape")]
+    wanted_scenes = len({r["scene_id"] for r in wanted})
+    for first_multi_turn, expected in ((False, len(wanted)), (None, wanted_scenes)):
+        stage = StageConfig(
+            first_types=["colour", "shape"], first_steps=1, first_multi_turn=first_multi_turn
+        )
+        samples, first = _stage_samples(stage, processor, out / "data", rows)
+        assert len(samples) == len({r["scene_id"] for r in records})  # multi-turn: one per scene
+        assert len(first) == expected
+    assert len(wanted) > wanted_scenes  # the two settings differ on this data
