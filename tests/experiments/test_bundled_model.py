@@ -53,9 +53,10 @@ def test_bundled_model_is_small_and_offline() -> None:
     assert json.loads((BUNDLED_MODEL_DIR / "config.json").read_text())["num_queries"] == 64
 
 
-# The bundled model does not meet the default-model issue's bar yet (73.7 / 76.4 % colour /
-# shape at m = 64; docs/shapes.md). These two tests state the bar; strict xfail turns CI red the
-# day a model that meets it is shipped without removing the markers.
+# The bundled model does not meet the default-model issue's bar yet (99.1 / 79.7 % colour /
+# shape at m = 64, and it names the wrong shape for the green object of example_four_corners;
+# docs/shapes.md). These two tests state the bar; strict xfail turns CI red the day a model that
+# meets it is shipped without removing the markers.
 BELOW_BAR = pytest.mark.xfail(
     strict=True, reason="bundled ShapesVQA model below the 95 % colour/shape bar (issue #4)"
 )
