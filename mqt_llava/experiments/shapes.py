@@ -151,29 +151,27 @@ class FeatureBank:
         log(f"features of {len(scenes)} train images cached in {self.seconds:.0f} s")
 
 
-def _records(
-    recipe_stage, data: Path, types: list[str] | None = None, multi_turn: bool | None = None
-) -> list[dict[str, Any]]:
-    if recipe_stage.data == "captions":
-        return json.loads((data / "captions.json").read_text())
-    records = json.loads((data / "train.json").read_text())
-    if recipe_stage.drop_suffix:
-        records = drop_suffixes(records, recipe_stage.drop_suffix, recipe_stage.seed)
-    if types is not None:
-        records = [r for r in records if r["question_type"] in types]
-    multi_turn = recipe_stage.multi_turn if multi_turn is None else multi_turn
-    return merge_by_scene(records) if multi_turn else records
-
-
 def _stage_samples(stage, processor, data: Path, rows: dict[str, int]):
-    """The stage's samples, and those of its curriculum (`first_types`) if it has one."""
-    samples = tokenize_records(_records(stage, data), processor, stage.template, rows)
+    """The stage's samples, and those of its curriculum (`first_types`) if it has one; the
+    question records are read (and their suffixes dropped) once for both."""
+
+    def tokenize(records: list[dict[str, Any]], multi_turn: bool):
+        records = merge_by_scene(records) if multi_turn else records
+        return tokenize_records(records, processor, stage.template, rows)
+
+    if stage.data == "captions":  # StageConfig refuses a curriculum on captions
+        return tokenize(json.loads((data / "captions.json").read_text()), False), None
+    questions = json.loads((data / "train.json").read_text())
+    if stage.drop_suffix:
+        questions = drop_suffixes(questions, stage.drop_suffix, stage.seed)
+    samples = tokenize(questions, stage.multi_turn)
     if not stage.first_steps:
         return samples, None
-    first = _records(stage, data, stage.first_types, stage.first_multi_turn)
+    first = [q for q in questions if q["question_type"] in stage.first_types]
     if not first:
         raise ValueError(f"first_types {stage.first_types}: no such questions in {data}")
-    return samples, tokenize_records(first, processor, stage.template, rows)
+    multi_turn = stage.multi_turn if stage.first_multi_turn is None else stage.first_multi_turn
+    return samples, tokenize(first, multi_turn)
 
 
 def make_stage1(
