@@ -205,7 +205,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--target",
         default="answer",
-        help="'answer' (log-probability of the greedy answer) or 'logit:ID' (default: answer)",
+        help="'answer' (summed logits of the greedy answer) or 'logit:ID' (default: answer)",
     )
     p.add_argument("--method", choices=("gradcam", "gradxact"), default="gradcam")
     p.add_argument("--max-new-tokens", type=int, default=16, help="greedy answer length limit")

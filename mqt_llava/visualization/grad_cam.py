@@ -51,9 +51,11 @@ class Target:
 def parse_target(spec: str | Target, vocab_size: int | None = None) -> Target:
     """Parses a target: `"answer"` or `"logit:ID"`.
 
-    `answer` is the summed log-probability of the model's own greedy answer tokens, teacher-forced
-    after the prompt (the first answer token's EOS log-probability when the answer is empty).
-    `logit:ID` is the logit of token ID at the first answer position (right after the prompt).
+    `answer` is the summed logit (pre-softmax score) of the model's own greedy answer tokens,
+    teacher-forced after the prompt (the EOS logit at the first answer position when the answer is
+    empty). `logit:ID` is the logit of token ID at the first answer position (right after the
+    prompt). Logits, not log-probabilities, as in Grad-CAM: a log-probability saturates near 0
+    when the model is sure, and its vanishing gradients leave maps and relevances to rounding.
 
     Raises:
         ValueError: For any other text, or an ID outside the vocabulary.
@@ -202,14 +204,14 @@ def greedy_answer(
 
 
 def _score(logits: torch.Tensor, prompt_len: int, answer: torch.Tensor, target: Target, eos: int):
-    """The scalar to explain from (1, L, V) logits of prompt + answer."""
+    """The scalar to explain from (1, L, V) logits of prompt + answer (pre-softmax scores)."""
     first = logits[0, prompt_len - 1].float()  # (V,) predicts the first answer token
     if target.kind == "logit":
         return first[target.token_id]
     if answer.numel() == 0:
-        return first.log_softmax(-1)[eos]
+        return first[eos]
     steps = logits[0, prompt_len - 1 : prompt_len - 1 + answer.numel()].float()  # (A, V)
-    return steps.log_softmax(-1).gather(-1, answer[:, None]).sum()
+    return steps.gather(-1, answer[:, None]).sum()
 
 
 def token_cam(features: torch.Tensor, grad: torch.Tensor, method: Method) -> torch.Tensor:

@@ -61,6 +61,22 @@ def test_answer_target_explains_each_budgets_greedy_answer(tiny, result, image):
     assert result.target == "answer" and result.method == "gradcam"
 
 
+def test_answer_target_is_the_answer_tokens_logit_not_its_log_probability(tiny, image):
+    # A one-token answer: `answer` must explain exactly what `logit:ID` of that token explains
+    # (Grad-CAM's pre-softmax score; a log-probability would add -d logsumexp and differ).
+    model, processor = tiny
+    res = gradcam(model, processor, image, QUESTION, [16], [0, 5], "answer", max_new_tokens=1)
+    inputs = processor(images=[image], text=processor.build_prompt(QUESTION), num_visual_tokens=16)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=1, do_sample=False)
+    token_id = int(out[0, -1])
+    assert token_id != processor.tokenizer.eos_token_id
+    ref = gradcam(model, processor, image, QUESTION, [16], [0, 5], f"logit:{token_id}")
+    for k in (0, 5):
+        np.testing.assert_allclose(res.raw[16][k], ref.raw[16][k], rtol=1e-5, atol=1e-8)
+        assert res.raw[16][k].max() > 0
+
+
 def _reference_raw(model, processor, image, m, k, token_id, method):
     """Grad-CAM through token k by detaching every other visual token (independent of gradcam)."""
     pixels = processor.preprocess_images([image])

@@ -121,8 +121,8 @@ def test_bundled_model_answers_the_localisation_question(bundled, tmp_path):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the bundled model (issue #4, below its bar) passes at m = 16 and 64 but not at 8: "
-    "there token 1's map peaks at the bottom edge, away from the circle",
+    reason="the bundled model (issue #4, below its bar) passes at m = 64 but not at 8 and 16: "
+    "there the most relevant token, 5, peaks away from the circle",
 )
 def test_most_relevant_token_peaks_on_the_small_object(bundled, tmp_path):
     records = localise(bundled, tmp_path)
