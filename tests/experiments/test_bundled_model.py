@@ -53,16 +53,6 @@ def test_bundled_model_is_small_and_offline() -> None:
     assert json.loads((BUNDLED_MODEL_DIR / "config.json").read_text())["num_queries"] == 64
 
 
-# The bundled model does not meet the default-model issue's bar yet (99.1 / 79.7 % colour /
-# shape at m = 64, and it names the wrong shape for the green object of example_four_corners;
-# docs/shapes.md). These two tests state the bar; strict xfail turns CI red the day a model that
-# meets it is shipped without removing the markers.
-BELOW_BAR = pytest.mark.xfail(
-    strict=True, reason="bundled ShapesVQA model below the 95 % colour/shape bar (issue #4)"
-)
-
-
-@BELOW_BAR
 def test_bundled_model_answers_colour_and_shape_of_examples(bundled) -> None:
     questions = colour_and_shape_questions()
     assert len(questions) == 8  # the four example scenes hold eight such questions
@@ -96,8 +86,8 @@ def test_bundled_model_loads_and_answers_without_the_network(monkeypatch) -> Non
     assert answer in ("red", "orange", "yellow", "green", "cyan", "blue", "purple")
 
 
-@BELOW_BAR
 def test_bundled_model_carries_its_test_results() -> None:
+    # the default-model issue's bar: 95 % on colour and shape questions at m = M
     results = json.loads((BUNDLED_MODEL_DIR / "shapes_results.json").read_text())["results"]
     at_m = results["64"]
     assert at_m["colour"] >= 95.0 and at_m["shape"] >= 95.0
