@@ -18,6 +18,9 @@ _EXPORTS = {
     "model_view": ".grad_cam",
     "parse_target": ".grad_cam",
     "connector_attention": ".attention",
+    "hit_rates": ".pointing",
+    "pointing_game": ".pointing",
+    "single_object_scenes": ".pointing",
 }
 
 __all__ = sorted(_EXPORTS)

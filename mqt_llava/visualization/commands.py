@@ -100,6 +100,7 @@ def gradcam_command(
     max_new_tokens: int,
     device: str | None,
     out: Path,
+    baseline: str = "mean",
 ) -> None:
     """Grad-CAM of visual tokens at several budgets: overlays, a grid figure and the arrays."""
     from ..model.images import load_image
@@ -112,19 +113,21 @@ def gradcam_command(
     budgets = _default_budgets(num_visual_tokens, vlm.max_visual_tokens)
     result = gradcam(
         vlm.model, vlm.processor, picture, question, budgets, token, target, method,
-        template=vlm.template, max_new_tokens=max_new_tokens,
+        baseline, template=vlm.template, max_new_tokens=max_new_tokens,
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     count = _save_maps(out, "gradcam", result.image, result.maps, normalise=None)
     shown, note = _grid_tokens(result.maps)
+    how = method if baseline == "zero" else f"{method}, mean baseline"
     grid = save_grid(
         result.image, result.maps, out / "gradcam_grid.png", tokens=shown,
-        title=f"Grad-CAM ({method}) of {result.target}: {question}", row_labels=result.answers,
+        title=f"Grad-CAM ({how}) of {result.target}: {question}", row_labels=result.answers,
     )  # fmt: skip
     summary = {
         "question": question,
         "target": result.target,
         "method": method,
+        "baseline": baseline,
         "budgets": {
             str(m): {
                 "answer": result.answers.get(m),
@@ -208,6 +211,13 @@ def register(subparsers) -> None:
         help="'answer' (summed logits of the greedy answer) or 'logit:ID' (default: answer)",
     )
     p.add_argument("--method", choices=("gradcam", "gradxact"), default="gradcam")
+    p.add_argument(
+        "--baseline",
+        choices=("mean", "zero"),
+        default="mean",
+        help="activations measured from the image's mean patch feature (default) or from zero "
+        "(classic Grad-CAM)",
+    )
     p.add_argument("--max-new-tokens", type=int, default=16, help="greedy answer length limit")
     p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -223,6 +233,7 @@ def register(subparsers) -> None:
             a.max_new_tokens,
             a.device,
             a.out,
+            a.baseline,
         )
     )
 

@@ -168,6 +168,7 @@ def test_model_view_is_the_padded_resized_image(result):
         ({"target": "logit:1000"}, "outside the vocabulary"),
         ({"target": "loss"}, "'answer' or 'logit:ID'"),
         ({"method": "cam"}, "method must be one of"),
+        ({"baseline": "median"}, "baseline must be one of"),
         ({"max_new_tokens": 0}, "max_new_tokens"),
     ],
 )
@@ -202,7 +203,20 @@ def test_to_grid_is_row_major_and_drops_a_cls_entry():
 def test_token_cam_definitions():
     features = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # (N=3, C=2)
     grad = torch.tensor([[2.0, 0.0], [0.0, -4.0], [1.0, 1.0]])
-    # Grad-CAM: w = mean grad = (1, -1); A @ w = (1, -1, 0) -> ReLU
-    np.testing.assert_allclose(token_cam(features, grad, "gradcam"), [1.0, 0.0, 0.0])
+    # zero baseline. Grad-CAM: w = mean grad = (1, -1); A @ w = (1, -1, 0) -> ReLU
+    np.testing.assert_allclose(token_cam(features, grad, "gradcam", "zero"), [1.0, 0.0, 0.0])
     # grad x activation per patch: (2, -4, 2) -> ReLU
-    np.testing.assert_allclose(token_cam(features, grad, "gradxact"), [2.0, 0.0, 2.0])
+    np.testing.assert_allclose(token_cam(features, grad, "gradxact", "zero"), [2.0, 0.0, 2.0])
+    # mean baseline (the default): A - mean A = [[1/3, -2/3], [-2/3, 1/3], [1/3, 1/3]]
+    # Grad-CAM: (A - mean) @ (1, -1) = (1, -1, 0) -> ReLU (here mean A . w = 0)
+    np.testing.assert_allclose(token_cam(features, grad, "gradcam"), [1.0, 0.0, 0.0], atol=1e-6)
+    # grad x activation: (2/3, -4/3, 2/3) -> ReLU
+    np.testing.assert_allclose(token_cam(features, grad, "gradxact"), [2 / 3, 0.0, 2 / 3])
+    shifted = features + 10.0  # the mean baseline ignores a shift shared by every patch
+    for method in ("gradcam", "gradxact"):
+        np.testing.assert_allclose(
+            token_cam(shifted, grad, method), token_cam(features, grad, method), atol=1e-5
+        )
+    assert not torch.allclose(
+        token_cam(shifted, grad, "gradxact", "zero"), token_cam(features, grad, "gradxact", "zero")
+    )

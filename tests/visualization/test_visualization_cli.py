@@ -49,6 +49,7 @@ def test_gradcam_writes_overlays_grid_arrays_and_a_summary(model_dir, image, tmp
     assert arrays["m4_token3"].shape == (8, 8) and arrays["m4_token3"].max() == 1.0
     summary = json.loads((out / "gradcam.json").read_text())
     assert summary["target"] == "answer" and set(summary["budgets"]) == {"4", "16"}
+    assert (summary["method"], summary["baseline"]) == ("gradcam", "mean")  # the defaults
     best = summary["budgets"]["4"]["most_relevant_token"]
     relevance = summary["budgets"]["4"]["relevance"]
     assert relevance[str(best)] == max(relevance.values())
@@ -58,12 +59,13 @@ def test_gradcam_all_tokens_and_a_logit_target(model_dir, image, tmp_path, capsy
     out = tmp_path / "cam"
     argv = ["gradcam", "--model", str(model_dir), "--image", str(image), "--question", "Q?",
             "--num-visual-tokens", "16", "--token", "all", "--target", "logit:5",
-            "--method", "gradxact", "--out", str(out)]  # fmt: skip
+            "--method", "gradxact", "--baseline", "zero", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert len(list(out.glob("gradcam_m16_token*.png"))) == 16
     assert "grid shows tokens 0..7" in capsys.readouterr().out
     summary = json.loads((out / "gradcam.json").read_text())
     assert summary["target"] == "logit:5" and summary["budgets"]["16"]["answer"] is None
+    assert (summary["method"], summary["baseline"]) == ("gradxact", "zero")
 
 
 def test_attention_without_an_image(model_dir, tmp_path, capsys):
