@@ -44,6 +44,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
 
     rates = hit_rates(records)
+    small = hit_rates([r for r in records if r["size"] == "small"], ("method", "baseline"))
     correct = hit_rates([{**r, "hit": r["correct"]} for r in records], by=("m",))
     print(
         f"pointing game: {args.scenes} single-object scenes (seed {args.seed}); hit = the most "
@@ -53,9 +54,8 @@ def main() -> None:
     print("|---|---|" + "---:|" * (len(budgets) + 1))
     for method, baseline in SETTINGS:
         cells = [f"{100 * rates[(method, baseline, m)]:.0f} %" for m in budgets]
-        small = hit_rates([r for r in records if r["size"] == "small"], ("method", "baseline"))
-        small = small.get((method, baseline), float("nan"))
-        print(f"| {method} | {baseline} | " + " | ".join(cells) + f" | {100 * small:.0f} % |")
+        on_small = small.get((method, baseline), float("nan"))
+        print(f"| {method} | {baseline} | " + " | ".join(cells) + f" | {100 * on_small:.0f} % |")
     answers = ", ".join(f"m={m}: {100 * correct[(m,)]:.0f} %" for m in budgets)
     print(f"answers right: {answers}; {seconds:.0f} s")
     if args.out:
