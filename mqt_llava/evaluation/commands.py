@@ -1,4 +1,4 @@
-"""The evaluation subcommands: ``mqt-llava eval`` and ``mqt-llava report``.
+"""The evaluation subcommands: ``mqt-llava eval``, ``report`` and ``submit``.
 
 Imported for ``--help``: nothing heavy (torch, transformers, matplotlib) at module level.
 """
@@ -63,6 +63,33 @@ def eval_command(args: argparse.Namespace) -> None:
         else:
             value = f"not scored: {row.get('error') or 'no annotations found (--annotations)'}"
         print(f"{row['num_visual_tokens']:>6}  {value}")
+    _print_shortcut_baselines(metrics["results"])
+
+
+def _print_shortcut_baselines(results: list[dict]) -> None:
+    """The LLaVA-JSON scorer's baselines: per budget and category, the accuracy next to the
+    majority-answer and text-only (no image) accuracies, and a flag where it is no better."""
+    scored = [r for r in results if r.get("metrics") and "text_only_baseline" in r["metrics"]]
+    if not scored:
+        return
+    print(
+        "\nshortcut baselines (no image): majority answer; most frequent answer per question text"
+    )
+    heads = ("n", "acc", "major.", "text", "agree")
+    print(
+        f"{'tokens':>6}  {'category':<20} {heads[0]:>6} " + " ".join(f"{h:>7}" for h in heads[1:])
+    )
+    for row in scored:
+        m = row["metrics"]
+        groups = [("all", m), *sorted(m.get("per_category", {}).items())]
+        for name, g in groups:
+            flag = "  FLAG: no better than text only" if g["shortcut_flag"] else ""
+            print(
+                f"{row['num_visual_tokens']:>6}  {name:<20.20} {g['n']:>6} {g['accuracy']:>7.2f} "
+                f"{g['majority_baseline']['accuracy']:>7.2f} "
+                f"{g['text_only_baseline']['accuracy']:>7.2f} "
+                f"{g['agreement_with_text_only']:>7.2f}{flag}"
+            )
 
 
 def report_command(args: argparse.Namespace) -> None:
@@ -77,8 +104,17 @@ def report_command(args: argparse.Namespace) -> None:
     print("\n".join(f"wrote {path}" for path in paths))
 
 
+def submit_command(args: argparse.Namespace) -> None:
+    """Write an evaluation server's submission file, as LLaVA-1.5's convert scripts do."""
+    from mqt_llava.evaluation.submission import submit
+
+    result = submit(args.benchmark, args.answers, args.out, args.questions)
+    note = f" ({result.note})" if result.note else ""
+    print(f"wrote {args.out}: {result.records} records{note}")
+
+
 def register(subparsers) -> None:
-    """Adds ``eval`` and ``report`` to the ``mqt-llava`` parser."""
+    """Adds ``eval``, ``report`` and ``submit`` to the ``mqt-llava`` parser."""
     doc = eval_command.__doc__.strip()
     p = subparsers.add_parser("eval", help=doc, description=doc)
     p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
@@ -121,3 +157,18 @@ def register(subparsers) -> None:
     p.add_argument("--prompt-tokens", type=int, default=60, help="text tokens for FLOP counts")
     p.add_argument("--title", default="MQT-LLaVA: accuracy against visual-token budget")
     p.set_defaults(run=report_command)
+
+    doc = submit_command.__doc__.strip()
+    p = subparsers.add_parser(
+        "submit", help=doc, description=doc + " See docs/evaluation.md for each benchmark."
+    )
+    p.add_argument("benchmark", help="vqav2, vizwiz, mmbench, seed, mmvet or gqa")
+    p.add_argument("--answers", type=Path, required=True, help="answer file (JSONL)")
+    p.add_argument("--out", type=Path, required=True, help="the file to write")
+    p.add_argument(
+        "--questions",
+        type=Path,
+        help="vqav2: llava_vqav2_mscoco_test2015.jsonl; vizwiz: llava_test.jsonl; "
+        "mmbench: the MMBench TSV; seed: SEED-Bench.json; not needed for mmvet and gqa",
+    )
+    p.set_defaults(run=submit_command)

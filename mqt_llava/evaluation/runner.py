@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -176,56 +177,117 @@ def run_budgets(
     return files
 
 
+def _current_answers(path: Path, keys: set[tuple[str, str]] | None, folder: Path) -> Path:
+    """``path`` itself, or a copy in ``folder`` holding only the answers to ``keys``: an answer
+    file resumed from a larger run (a smaller ``--limit``) keeps the older answers, which must
+    not be scored."""
+    if keys is None:
+        return path
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        record = json.loads(line) if line.strip() else None
+        if record and (str(record["question_id"]), str(record.get("prompt", ""))) in keys:
+            kept.append(line)
+    if len(kept) == len(lines):
+        return path
+    subset = folder / path.name
+    subset.write_text("".join(kept), encoding="utf-8")
+    return subset
+
+
 def score_answers(
     benchmark: Benchmark,
     files: dict[int, Path],
     annotations: Path | None,
     scorer_questions: Path | None,
+    keys: set[tuple[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Scores each budget's answer file; a scorer's refusal is recorded, not raised.
+
+    Args:
+        benchmark: The benchmark.
+        files: Budget → answer file.
+        annotations: The official annotations (None: nothing is scored).
+        scorer_questions: The question file the scorer also reads, or None.
+        keys: The (question id, prompt) of this run's questions; answers to other questions
+            (left by an earlier, larger run in the same folder) are not scored. None: all.
 
     Returns:
         One ``{"num_visual_tokens", "answers", "score", "metrics"}`` per budget (``score`` and
         ``metrics`` None without annotations; ``error`` set if the scorer refused the files).
     """
     results = []
-    for m, path in sorted(files.items()):
-        row: dict[str, Any] = {"num_visual_tokens": m, "answers": path.name}
-        row["score"] = row["metrics"] = None
-        if annotations is not None:
-            try:
-                metrics = score(benchmark.name, path, annotations, scorer_questions)
-            except (AnnotationFormatError, ValueError, FileNotFoundError) as err:
-                row["error"] = str(err)
-            else:
-                row["metrics"] = metrics
-                row["score"] = headline_value(benchmark, metrics)
-        results.append(row)
+    with tempfile.TemporaryDirectory(prefix="mqt-llava-score-") as tmp:
+        for m, path in sorted(files.items()):
+            row: dict[str, Any] = {"num_visual_tokens": m, "answers": path.name}
+            row["score"] = row["metrics"] = None
+            if annotations is not None:
+                try:
+                    answers = _current_answers(path, keys, Path(tmp))
+                    metrics = score(benchmark.name, answers, annotations, scorer_questions)
+                except (AnnotationFormatError, ValueError, FileNotFoundError) as err:
+                    row["error"] = str(err)
+                else:
+                    row["metrics"] = metrics
+                    row["score"] = headline_value(benchmark, metrics)
+            results.append(row)
     return results
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path``, then renames it over ``path``: an
+    interruption leaves the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def check_run_file(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
-    """Refuses to resume a run made with other settings; with ``overwrite``, clears ``out``.
+    """Refuses to resume a run made with other settings. Writes nothing (`write_run_file` does,
+    once the run is known to start), so a refused command leaves ``out`` as it was.
 
     Raises:
         ValueError: ``out`` holds a run of another benchmark, model, batch size, generation
-            limit or template.
+            limit or template, or its ``run.json`` is damaged.
     """
+    path = out / RUN_FILE
+    if overwrite or not path.is_file():
+        return
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(previous, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path} is damaged ({err}); delete it to resume the answers in {out} with the "
+            "settings given now, or pass --overwrite to start over"
+        ) from None
+    changed = [k for k in _RUN_KEYS if previous.get(k) != settings.get(k)]
+    if changed:
+        detail = ", ".join(f"{k}: {previous.get(k)!r} → {settings.get(k)!r}" for k in changed)
+        raise ValueError(
+            f"{out} holds a run with other settings ({detail}); resume with the same "
+            "settings, choose another --out, or pass --overwrite"
+        )
+
+
+def write_run_file(out: Path, settings: dict[str, Any], overwrite: bool) -> None:
+    """Records the run's settings in ``run.json`` (atomically); with ``overwrite``, first clears
+    the earlier run's answers and metrics."""
     path = out / RUN_FILE
     if overwrite:
         for stale in [*out.glob("answers_m*.jsonl"), path, out / METRICS_FILE]:
             stale.unlink(missing_ok=True)
-    elif path.is_file():
-        previous = json.loads(path.read_text(encoding="utf-8"))
-        changed = [k for k in _RUN_KEYS if previous.get(k) != settings.get(k)]
-        if changed:
-            detail = ", ".join(f"{k}: {previous.get(k)!r} → {settings.get(k)!r}" for k in changed)
-            raise ValueError(
-                f"{out} holds a run with other settings ({detail}); resume with the same "
-                "settings, choose another --out, or pass --overwrite"
-            )
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    _write_atomically(path, json.dumps(settings, indent=2) + "\n")
 
 
 def write_metrics(
@@ -238,7 +300,7 @@ def write_metrics(
     """Writes ``metrics.json``: the run's settings, the headline per budget and all metrics."""
     payload = {
         "benchmark": benchmark.name,
-        "title": benchmark.title,
+        "title": settings.get("title", benchmark.title),
         "model": settings["model"],
         "num_questions": settings["num_questions"],
         "headline": ".".join(benchmark.headline),
@@ -247,7 +309,7 @@ def write_metrics(
         "results": results,
     }
     path = out / METRICS_FILE
-    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    _write_atomically(path, json.dumps(payload, indent=2) + "\n")
     return path
 
 
@@ -300,10 +362,15 @@ def evaluate(
     """
     from mqt_llava.evaluation.readers import get_benchmark
     from mqt_llava.inference import load
+    from mqt_llava.model import check_num_visual_tokens
 
     spec = get_benchmark(benchmark)
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
     if not Path(data).exists():
         raise FileNotFoundError(f"--data {data}: no such folder")
     items = spec.read(Path(data), questions, image_folder)[:limit]
@@ -319,8 +386,14 @@ def evaluate(
         "template": template,
         "num_questions": len(items),
     }
+    if spec.title_of is not None:
+        settings["title"] = spec.title_of(Path(data), questions)
+    _check_unique(items)
     check_run_file(Path(out), settings, overwrite)  # before loading: a refusal costs nothing
     vlm = load(model, device=device)
+    for m in num_visual_tokens:  # a bad budget is refused before run.json is written
+        check_num_visual_tokens(m, vlm.model.config.num_queries)
+    write_run_file(Path(out), settings, overwrite)
     files = run_budgets(
         vlm.model,
         vlm.processor,
@@ -339,6 +412,7 @@ def evaluate(
     elif not annotations.exists():
         raise FileNotFoundError(f"--annotations {annotations}: no such file or folder")
     scorer_questions = spec.scorer_questions(Path(data), questions) if annotations else None
-    results = score_answers(spec, files, annotations, scorer_questions)
+    keys = {item.key for item in items}
+    results = score_answers(spec, files, annotations, scorer_questions, keys)
     write_metrics(Path(out), spec, settings, results, annotations)
     return json.loads((Path(out) / METRICS_FILE).read_text(encoding="utf-8"))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mqt_llava.evaluation.scorers import (
     gqa,
+    llava_json,
     mmbench,
     mme,
     multiple_choice,
@@ -25,6 +26,7 @@ ScoreFiles = Callable[[Path, Path, Path | None], dict]
 
 SCORERS: dict[str, ScoreFiles] = {
     "gqa": gqa.score_gqa_files,
+    "llavajson": llava_json.score_llava_json_files,
     "mmbench": mmbench.score_mmbench_files,
     "mme": mme.score_mme_files,
     "mmmu": multiple_choice.score_mmmu_files,
@@ -48,15 +50,15 @@ def score(benchmark: str, answers: Path, annotations: Path, questions: Path | No
     """Scores a LLaVA-1.5-format answer file (JSONL) with the benchmark's official metric.
 
     Args:
-        benchmark: One of gqa, mmbench, mme, mmmu, pope, scienceqa, seed, shapes, textvqa,
-            vizwiz, vqav2 (case, "-" and "_" ignored).
+        benchmark: One of gqa, llava-json, mmbench, mme, mmmu, pope, scienceqa, seed, shapes,
+            textvqa, vizwiz, vqav2 (case, "-" and "_" ignored).
         answers: The answer JSONL, one ``{"question_id", "prompt", "text", ...}`` per line.
         annotations: The official annotation file or folder: VQAv2 ``*_annotations.json``, VizWiz
             ``val.json``, ``TextVQA_0.5.1_val.json``, GQA ``testdev_balanced_questions.json``,
             the folder of ``coco_pope_*.json``, ``MME_Benchmark_release_version/``, the MMBench
             TSV, the ScienceQA folder with ``problems.json`` and ``pid_splits.json``,
             ``SEED-Bench.json``, MMMU ``answer_dict_val.json``, the ShapesVQA split file
-            (``test.json``).
+            (``test.json``), the LLaVA-JSON test set itself.
         questions: The question file where the answers alone do not say enough: POPE
             (``llava_pope_test.jsonl``, for each question's split), VizWiz (question id →
             image), MMMU (option texts). Ignored by the other benchmarks.

@@ -21,12 +21,13 @@ def test_accuracy_binary_open_and_missing():
         "3": GQAQuestion("no", "logical"),
         "4": GQAQuestion("red", "query", balanced=False),  # not scored
     }
-    # 1 right ("Yes." → "yes"); 2 wrong (no partial credit); 3 unanswered counts as wrong.
+    # 1 right ("Yes." → "yes"); 2 wrong (no partial credit); 3 unanswered: eval.py refuses to
+    # run then; we score the answered questions and count the rest as missing.
     result = score_gqa({"1": "Yes.", "2": "Left side", "4": "red"}, questions)
-    assert result["accuracy"] == pytest.approx(100 / 3)
-    assert result["binary"] == pytest.approx(50.0)  # questions 1 and 3
+    assert result["accuracy"] == pytest.approx(50.0)
+    assert result["binary"] == pytest.approx(100.0)  # question 1 (3 is unanswered)
     assert result["open"] == 0.0  # question 2
-    assert (result["n"], result["missing"]) == (3, 1)
+    assert (result["n"], result["missing"]) == (2, 1)
 
 
 def test_files(write_json, write_answers):

@@ -173,6 +173,7 @@ def test_benchmark_names_and_aliases():
     assert get_benchmark("SEED-Bench").name == "seed"
     assert get_benchmark("ShapesVQA").name == "shapes"
     assert set(BENCHMARKS) == {"vqav2", "gqa", "vizwiz", "textvqa", "pope", "seed", "mme",
-                               "mmbench", "scienceqa", "mmmu", "shapes"}  # fmt: skip
-    with pytest.raises(ValueError, match="unknown benchmark 'okvqa'; supported: gqa, mmbench"):
+                               "mmbench", "scienceqa", "mmmu", "shapes", "llavajson"}  # fmt: skip
+    assert get_benchmark("llava-json").name == "llavajson"
+    with pytest.raises(ValueError, match="unknown benchmark 'okvqa'; supported: gqa, llavajson"):
         get_benchmark("okvqa")

@@ -56,5 +56,7 @@ def test_files(tmp_path, write_json, write_answers):
         "8": {"choices": ["x", "y"], "answer": 0, "image": None},
     })  # fmt: skip
     write_json("sqa/pid_splits.json", {"test": ["7"], "val": ["8"]})
-    result = score_scienceqa_files(write_answers("a.jsonl", [("7", "B")]), tmp_path / "sqa")
+    # The image subset is read from the answer's prompt, as eval_science_qa.py does.
+    answers = write_answers("a.jsonl", [("7", "B", "<image>\nQuestion?\nA. x\nB. y")])
+    result = score_scienceqa_files(answers, tmp_path / "sqa")
     assert (result["accuracy"], result["n"], result["n_img"]) == (100.0, 1, 1)

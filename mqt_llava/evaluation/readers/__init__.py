@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from mqt_llava.evaluation.readers import mmbench, mme, mmmu, question_jsonl, scienceqa, shapes
+from mqt_llava.evaluation.readers import (
+    llava_json,
+    mmbench,
+    mme,
+    mmmu,
+    question_jsonl,
+    scienceqa,
+    shapes,
+)
 from mqt_llava.evaluation.readers._common import OPTION_LETTER, SHORT_ANSWER, EvalItem
 
 # (data folder, question file or None, image folder or None) -> items
@@ -22,6 +30,8 @@ ReadFn = Callable[[Path, Path | None, Path | None], list[EvalItem]]
 AnnotationsFn = Callable[[Path, Path | None, Path], Path | None]
 # (data folder, question file or None) -> the question file the scorer also reads, or None
 ScorerQuestionsFn = Callable[[Path, Path | None], Path | None]
+# (data folder, question file or None) -> the title of this particular data set
+TitleFn = Callable[[Path, Path | None], str]
 
 
 def _no_questions(data: Path, questions: Path | None) -> None:
@@ -42,6 +52,8 @@ class Benchmark:
         max_new_tokens: The release's generation limit for this benchmark.
         headline: Path of the headline metric in the scorer's result, e.g. ``("accuracy",)``.
         percent: Whether the headline is a percentage (MME's is a 0–2000 score).
+        title_of: The title of the data actually read, for sets that are not one benchmark
+            (LLaVA-JSON: the file name); None: ``title``.
     """
 
     name: str
@@ -52,6 +64,7 @@ class Benchmark:
     max_new_tokens: int = 128
     headline: tuple[str, ...] = ("accuracy",)
     percent: bool = True
+    title_of: TitleFn | None = None
 
 
 def _jsonl(name: str, title: str, **kwargs) -> Benchmark:
@@ -104,6 +117,14 @@ BENCHMARKS: dict[str, Benchmark] = {
             shapes.read,
             lambda data, questions, out: shapes.annotations(data, questions),
             max_new_tokens=16,
+        ),
+        Benchmark(
+            "llavajson",
+            "LLaVA-JSON",
+            llava_json.read,
+            lambda data, questions, out: llava_json.annotations(data, questions),
+            max_new_tokens=16,
+            title_of=llava_json.title,
         ),
     )
 }

@@ -36,12 +36,37 @@ def read_json(path: Path) -> Any:
         raise format_error(path, f"not valid JSON ({err.msg})", err.lineno) from None
 
 
+def _read_json_array(path: Path) -> list[tuple[int, dict[str, Any]]] | None:
+    """The records of a file holding one JSON array of objects (numbered from 1), or None if the
+    file is not that (so it is read as JSON lines)."""
+    with open(path, encoding="utf-8") as file:
+        head = file.read(4096).lstrip()
+    if not head.startswith("["):
+        return None
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None  # e.g. JSON lines whose first line is an array: reported line by line
+    if not isinstance(data, list):
+        return None
+    for i, record in enumerate(data):
+        if not isinstance(record, dict):
+            raise format_error(path, f"record {i + 1} of the JSON array is not an object")
+    return list(enumerate(data, start=1))
+
+
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """Parses a JSONL file into ``(line number, object)`` pairs, skipping blank lines.
+
+    A file holding one JSON array of objects instead (a ``.json`` export of the same records) is
+    accepted too; its records are numbered 1, 2, ... in place of line numbers.
 
     Raises:
         AnnotationFormatError: A line is not valid JSON or not a JSON object.
     """
+    array = _read_json_array(path)
+    if array is not None:
+        return array
     records = []
     with open(path, encoding="utf-8") as file:
         for lineno, line in enumerate(file, start=1):
@@ -50,7 +75,12 @@ def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise format_error(path, f"not valid JSON ({err.msg})", lineno) from None
+                raise format_error(
+                    path,
+                    f"not valid JSON ({err.msg}); expected JSON lines (one object per line) "
+                    "or one JSON array of objects",
+                    lineno,
+                ) from None
             if not isinstance(record, dict):
                 raise format_error(path, f"expected a JSON object, got {record!r:.60}", lineno)
             records.append((lineno, record))

@@ -18,6 +18,8 @@ PERCEPTION = (
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
 _SHORT_ANSWER = "Answer the question using a single word or phrase."
 _YES_NO = "Please answer yes or no."
+_COUNTS = ("tp", "fn", "tn", "fp", "other")
+_OUTCOME = {("yes", "yes"): "tp", ("yes", "no"): "fn", ("no", "no"): "tn", ("no", "yes"): "fp"}
 
 
 @dataclass(frozen=True)
@@ -52,17 +54,26 @@ def score_mme(records: Sequence[MMERecord]) -> dict:
     Returns:
         ``perception`` and ``cognition`` (sums over the subtasks present), ``total``, and per
         subtask ``score`` (0–200), ``acc`` and ``acc_plus`` (%, acc-plus: both questions of an
-        image right) and ``n_images``; ``missing_subtasks`` lists the 14 subtasks with no answers.
+        image right), ``n_images``, and ``calculation.py``'s ``compute_metric`` counts: ``tp``,
+        ``fn``, ``tn``, ``fp`` over the answers read as yes/no (positive: "yes"), ``other`` (the
+        answers read as neither, wrong in ``acc`` and left out of the four counts), and
+        ``precision`` / ``recall`` (%) from those counts (0 where sklearn's would divide by 0);
+        ``missing_subtasks`` lists the 14 subtasks with no answers.
 
     Raises:
         ValueError: An image does not have exactly two questions, or a gold answer is not yes/no.
     """
     by_subtask: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_COUNTS, 0))
     for r in records:
         gold = r.gold.lower()
         if gold not in ("yes", "no"):
             raise ValueError(f"MME {r.subtask}/{r.image}: gold answer {r.gold!r} is not yes/no")
-        by_subtask[r.subtask][r.image].append(mme_label(r.prediction) == gold)
+        label = mme_label(r.prediction)
+        by_subtask[r.subtask][r.image].append(label == gold)
+        # sklearn's confusion_matrix(labels=[1, 0]) over the yes/no answers: yes is positive.
+        outcome = "other" if label == "other" else _OUTCOME[(gold, label)]
+        counts[r.subtask][outcome] += 1
     subtasks = {}
     for name, images in sorted(by_subtask.items()):
         for image, hits in images.items():
@@ -71,11 +82,16 @@ def score_mme(records: Sequence[MMERecord]) -> dict:
         n_images = len(images)
         acc = sum(sum(h) for h in images.values()) / (2 * n_images)
         acc_plus = sum(all(h) for h in images.values()) / n_images
+        c = counts[name]
+        predicted_yes, gold_yes = c["tp"] + c["fp"], c["tp"] + c["fn"]
         subtasks[name] = {
             "score": 100 * acc + 100 * acc_plus,
             "acc": 100 * acc,
             "acc_plus": 100 * acc_plus,
             "n_images": n_images,
+            **c,
+            "precision": 100 * c["tp"] / predicted_yes if predicted_yes else 0.0,
+            "recall": 100 * c["tp"] / gold_yes if gold_yes else 0.0,
         }
     perception = sum(subtasks[t]["score"] for t in PERCEPTION if t in subtasks)
     cognition = sum(subtasks[t]["score"] for t in COGNITION if t in subtasks)

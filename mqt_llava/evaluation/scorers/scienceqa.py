@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mqt_llava.evaluation.scorers._io import format_error, percent, read_answers, read_json
+from mqt_llava.evaluation.scorers._io import format_error, percent, read_answer_list, read_json
 
 OPTIONS = ("A", "B", "C", "D", "E")
 # As the release writes it: the "." is any character, so "The answer is B" at the very end of the
@@ -52,14 +52,25 @@ def scienceqa_choice(text: str, num_choices: int) -> int:
 
 
 def score_scienceqa(
-    predictions: Mapping[str, str], problems: Mapping[str, ScienceQAProblem]
+    predictions: Mapping[str, str],
+    problems: Mapping[str, ScienceQAProblem],
+    multimodal: Mapping[str, bool] | None = None,
 ) -> dict:
-    """ScienceQA accuracy (%) over ``problems`` (one split), and over those with an image.
+    """ScienceQA accuracy (%) over ``problems`` (one split), and over the image subset.
 
     Args:
         predictions: Problem id → the model's raw answer. A problem with no answer counts as
             wrong ("FAILED"), as in the release.
         problems: Problem id → problem, for every problem of the split.
+        multimodal: Problem id → whether it belongs to the image subset. ``eval_science_qa.py``
+            decides this from the answer's prompt (``<image>`` in it), so a problem without an
+            answer is never an image problem there; `score_scienceqa_files` passes exactly that.
+            None: the problems' own ``has_image``.
+
+    Returns:
+        ``accuracy``, ``img_accuracy`` (0 for an empty image subset, where the release divides
+        by zero), ``correct``, ``n``, ``img_correct``, ``n_img``, ``failed`` (unparsed answers,
+        missing ones included) and ``missing``.
     """
     correct = correct_img = n_img = failed = 0
     for pid, problem in problems.items():
@@ -67,7 +78,7 @@ def score_scienceqa(
         failed += parse_scienceqa_answer(text) == "FAILED"
         hit = scienceqa_choice(text, problem.num_choices) == problem.answer
         correct += hit
-        if problem.has_image:
+        if multimodal.get(pid, False) if multimodal is not None else problem.has_image:
             n_img += 1
             correct_img += hit
     return {
@@ -75,6 +86,7 @@ def score_scienceqa(
         "img_accuracy": percent(correct_img, n_img),
         "correct": correct,
         "n": len(problems),
+        "img_correct": correct_img,
         "n_img": n_img,
         "failed": failed,
         "missing": sum(pid not in predictions for pid in problems),
@@ -106,7 +118,11 @@ def load_scienceqa_problems(path: Path, split: str = "test") -> dict[str, Scienc
 
 
 def score_scienceqa_files(answers: Path, annotations: Path, questions: Path | None = None) -> dict:
-    """Scores ScienceQA test-split answers (``question_id`` = problem id)."""
+    """Scores ScienceQA test-split answers (``question_id`` = problem id) as
+    ``eval_science_qa.py`` does: a repeated ``question_id`` keeps its last line, and the image
+    subset (IMG accuracy) is the answered problems whose ``prompt`` holds ``<image>``."""
     problems = load_scienceqa_problems(annotations)
-    predictions = {qid: answer.text for qid, answer in read_answers(answers).items()}
-    return score_scienceqa(predictions, problems)
+    latest = {answer.question_id: answer for answer in read_answer_list(answers)}
+    predictions = {qid: answer.text for qid, answer in latest.items()}
+    multimodal = {qid: "<image>" in answer.prompt for qid, answer in latest.items()}
+    return score_scienceqa(predictions, problems, multimodal)

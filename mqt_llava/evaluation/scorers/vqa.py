@@ -23,6 +23,7 @@ from pathlib import Path
 from mqt_llava.evaluation.scorers._io import (
     format_error,
     percent,
+    read_answer_list,
     read_answers,
     read_json,
     read_jsonl,
@@ -208,10 +209,13 @@ def score_vizwiz_files(answers: Path, annotations: Path, questions: Path | None 
 
 
 def score_textvqa_files(answers: Path, annotations: Path, questions: Path | None = None) -> dict:
-    """Scores a TextVQA answer file against ``TextVQA_0.5.1_val.json``.
+    """Scores a TextVQA answer file against ``TextVQA_0.5.1_val.json``, as ``eval_textvqa.py``.
 
-    An answer is matched by question id, or, as LLaVA-1.5's question file uses the image id as
-    ``question_id``, by (image id, question read back from the prompt).
+    LLaVA-1.5's question file uses the *image id* as ``question_id``, shared by every question
+    about that image, so an answer is matched as the release matches it: by (image id, the
+    question read back from its ``prompt``, lower-cased); an annotation repeated under the same
+    key keeps its last entry. Every answer line is scored, repeated ids included. An answer
+    whose prompt names no known question is matched by TextVQA's own ``question_id`` instead.
     """
     data = read_json(annotations)
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
@@ -228,16 +232,16 @@ def score_textvqa_files(answers: Path, annotations: Path, questions: Path | None
         by_qid[str(entry["question_id"])] = ann
         by_image_question[(str(entry["image_id"]), str(entry["question"]).lower())] = ann
     predictions, gt = {}, {}
-    for qid, answer in read_answers(answers).items():
-        ann = by_qid.get(qid) or by_image_question.get(
-            (qid, _textvqa_question(answer.prompt) or "")
-        )
+    for answer in read_answer_list(answers):
+        key = (answer.question_id, _textvqa_question(answer.prompt) or "")
+        ann = by_image_question.get(key) or by_qid.get(answer.question_id)
         if ann is None:
             raise format_error(
                 answers,
-                f"question_id {qid!r} matches no TextVQA question id, nor (image id, question in "
-                f"the prompt) of {annotations}",
+                f"question_id {answer.question_id!r} with question {key[1]!r} matches no "
+                f"(image_id, question) of {annotations}, nor a TextVQA question_id",
                 answer.line,
             )
-        predictions[qid], gt[qid] = answer.text, ann
+        # One entry per answer line: the release scores every line of the file.
+        predictions[str(answer.line)], gt[str(answer.line)] = answer.text, ann
     return score_textvqa(predictions, gt)
