@@ -112,15 +112,18 @@ def vizwiz(root: Path) -> Path:
 
 
 def textvqa(root: Path) -> Path:
+    """As LLaVA-1.5's ``llava_textvqa_val_v051_ocr.jsonl``: the question id is the *image* id,
+    shared by the questions about one image."""
     data = root / "textvqa"
     rows = [(34602, "003a8ae2ef43b901", "what is the brand of this camera?", "nous, les"),
-            (34603, "004e8b1b1f5b2f3c", "what does the sign say?", "stop")]  # fmt: skip
+            (34603, "003a8ae2ef43b901", "what does the small white text spell?", "copenhagen"),
+            (34604, "004e8b1b1f5b2f3c", "what does the sign say?", "stop")]  # fmt: skip
     for i, (_, image_id, _, _) in enumerate(rows):
         image(data / "train_images" / f"{image_id}.jpg", i)
     _jsonl(
         data / "llava_textvqa_val_v051_ocr.jsonl",
-        [{"question_id": q, "image": f"{i}.jpg",
-          "text": f"{t}\nReference OCR token: {ocr}{SHORT}"} for q, i, t, ocr in rows],
+        [{"question_id": i, "image": f"{i}.jpg",
+          "text": f"{t}\nReference OCR token: {ocr}{SHORT}"} for _, i, t, ocr in rows],
     )  # fmt: skip
     _json(
         data / "TextVQA_0.5.1_val.json",
