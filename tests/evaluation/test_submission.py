@@ -56,7 +56,8 @@ def test_vizwiz(tmp_path):
         {"question_id": 1, "image": "VizWiz_test_00000001.jpg", "text": "What is this?"},
     ])  # fmt: skip
     answers = _lines(tmp_path / "a.jsonl", [
-        {"question_id": 1, "text": "A can of Coke, opened."}, {"question_id": 0, "text": "Unanswerable"},
+        {"question_id": 1, "text": "A can of Coke, opened."},
+        {"question_id": 0, "text": "Unanswerable"},
     ])  # fmt: skip
     out = tmp_path / "upload.json"
     submit("vizwiz", answers, out, questions)
