@@ -15,18 +15,10 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import cli_args
 
-def _budget_list(text: str) -> list[int]:
-    """Parses `2,16,256` into integers (range-checked later against the model's M)."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integers separated by commas (e.g. 2,16,256), got {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one budget, e.g. 16")
-    return values
+# Kept under its old name: other command modules import it from here.
+_budget_list = cli_args.budget_list
 
 
 # -- subcommands ----------------------------------------------------------------------------------
@@ -86,7 +78,20 @@ def data_shapes(
         questions_per_scene=questions_per_scene,
         overwrite=overwrite,
     )
-    print(json.dumps(summary.get("splits", summary), indent=2))
+    print(_shapes_summary(out, summary))
+
+
+def _shapes_summary(out: Path, summary: dict) -> str:
+    """A few lines: how many scenes and questions each split has, and where the files went."""
+    lines = [f"wrote ShapesVQA to {out}"]
+    for name, split in summary.get("splits", {}).items():
+        lines.append(
+            f"  {name:<5}  {split['scenes']:>6} scenes  {split['questions']:>6} questions  "
+            f"{out / f'{name}.json'}"
+        )
+    lines.append(f"  images in {out / 'images'}, stage-1 captions in {out / 'captions.json'}")
+    lines.append(f"  counts per question type and answer: {out / 'dataset_info.json'}")
+    return "\n".join(lines)
 
 
 def score(benchmark: str, answers: Path, annotations: Path, questions: Path | None) -> None:
@@ -117,7 +122,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cli_args.ArgumentParser(
         prog="mqt-llava",
         description="Vision-language models with an elastic visual-token budget.",
     )
@@ -151,9 +156,12 @@ def _add_core_commands(sub) -> None:
     p.add_argument("--image", type=Path, required=True)
     p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
     p.add_argument("--num-visual-tokens", type=_budget_list, help="budget(s), e.g. 16 or 2,16,256")
-    p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--max-new-tokens", type=cli_args.positive_int, default=32)
+    p.add_argument("--temperature", type=cli_args.nonnegative_float, default=0.0, help="0 = greedy")
+    p.add_argument(
+        "--device", type=cli_args.device, help="cpu, cuda, cuda:1, ... (default: cuda if available)"
+    )
+    cli_args.add_threads_argument(p)
     p.set_defaults(
         run=lambda a: ask(
             a.question,
@@ -172,13 +180,13 @@ def _add_core_commands(sub) -> None:
     p = data.add_parser(
         "shapes", help=_first_line(data_shapes), description=_first_line(data_shapes)
     )
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--n", type=int, default=20000, help="number of train questions")
+    p.add_argument("--out", type=cli_args.new_output_dir, required=True)
+    p.add_argument("--n", type=cli_args.positive_int, default=20000, help="train questions")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--image-size", type=cli_args.positive_int, default=64)
     p.add_argument(
         "--questions-per-scene",
-        type=int,
+        type=cli_args.positive_int,
         default=3,
         help="questions asked about each scene, of distinct types (at most 7)",
     )
@@ -199,7 +207,10 @@ def _add_core_commands(sub) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help (0) or a usage error (2), already printed as one line
+        return stop.code if isinstance(stop.code, int) else 2
     if args.command in ("convert", "ask"):  # the model commands; the others stay torch-free
         from transformers.utils import logging as hf_logging
 
@@ -207,13 +218,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         hf_logging.disable_progress_bar()
         warnings.filterwarnings("ignore", category=FutureWarning)
     try:
-        args.run(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        if "threads" in args and args.command != "bench":  # bench times its own thread counts
+            cli_args.apply_threads(args.threads, getattr(args, "model", None), getattr(args, "device", None))
+        status = args.run(args)  # an int from commands whose checks can fail (bench)
+    except (ValueError, OSError) as err:  # FileNotFoundError, FileExistsError, PermissionError...
         print(f"mqt-llava: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def test_ask_streams_with_one_budget(model_dir, fixture_dir, capsys):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--num-visual-tokens", "0"], "between 1 and 256"),
+        (["--num-visual-tokens", "0"], "budgets start at 1"),
         (["--num-visual-tokens", "257"], "between 1 and 256"),
         (["--image", "/nonexistent.png"], "Image file not found"),
     ],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -54,12 +55,12 @@ def bench(
     seed: int,
     as_json: bool,
     out: Path | None,
-) -> None:
+) -> int:
     """Prefill latency and decode speed per budget, against transformers' LLaVA, interleaved."""
     _quiet()
     from .flops import load_config
     from .latency import mid_config, run_latency
-    from .report import format_latency
+    from .report import checks, format_latency
 
     result = run_latency(
         load_config(model) if model is not None else mid_config(),
@@ -75,6 +76,12 @@ def bench(
     if out is not None:
         out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2) if as_json else format_latency(result))
+    failed = [name for name, passed, _ in checks(result) if not passed]
+    if failed:
+        print(f"mqt-llava: bench: {len(failed)} check(s) failed: {'; '.join(failed)}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
 
 
 def register(subparsers) -> None:
@@ -108,7 +115,12 @@ def register(subparsers) -> None:
     p.add_argument("--new-tokens", type=_positive, default=16, help="decoded tokens per sample")
     p.add_argument("--repeats", type=_positive, default=5, help="timed repetitions")
     p.add_argument("--warmup", type=_nonnegative, default=1, help="untimed repetitions first")
-    p.add_argument("--threads", type=_positive, default=1, help="torch threads (1: CPU time)")
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="torch threads (default: $MQT_LLAVA_THREADS if a number, else 1: CPU time)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", dest="as_json", help="print JSON")
     p.add_argument("--out", type=Path, help="also write the JSON result here")
@@ -120,12 +132,17 @@ def register(subparsers) -> None:
             a.new_tokens,
             a.repeats,
             a.warmup,
-            a.threads,
+            a.threads or _env_threads(),
             a.seed,
             a.as_json,
             a.out,
         )
     )
+
+
+def _env_threads() -> int:
+    value = os.environ.get("MQT_LLAVA_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
 def _positive(text: str) -> int:

@@ -230,16 +230,21 @@ def flops_report(
 def format_report(report: dict[str, Any]) -> str:
     """A plain-text table of a [`flops_report`], with ratios against the baseline."""
     base = report["baseline"]
+    # The unit follows the model's size, so that a small model's figures are not all 0.000.
+    scale, unit = next(
+        (s, u) for s, u in ((1, "TFLOPs"), (1e3, "GFLOPs"), (1e6, "MFLOPs"), (1e9, "kFLOPs"))
+        if base["total_tflops"] * s >= 1 or u == "kFLOPs"
+    )
     lines = [
-        f"Prefill TFLOPs, one image + {report['prompt_tokens']} text tokens, last-position logits",
+        f"Prefill {unit}, one image + {report['prompt_tokens']} text tokens, last-position logits",
         f"{'tokens':>8} {'vision':>8} {'connector':>10} {'LLM':>8} {'total':>8}"
         f" {'base/total':>10} {'base/LLM':>9}",
     ]
 
     def line(name: str, row: dict) -> str:
         return (
-            f"{name:>8} {row['vision_tflops']:8.3f} {row['connector_tflops']:10.4f}"
-            f" {row['llm_tflops']:8.3f} {row['total_tflops']:8.3f}"
+            f"{name:>8} {scale * row['vision_tflops']:8.3f} {scale * row['connector_tflops']:10.4f}"
+            f" {scale * row['llm_tflops']:8.3f} {scale * row['total_tflops']:8.3f}"
             f" {base['total_tflops'] / row['total_tflops']:9.2f}x"
             f" {base['llm_tflops'] / row['llm_tflops']:8.2f}x"
         )

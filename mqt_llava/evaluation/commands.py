@@ -10,20 +10,10 @@ import json
 import warnings
 from pathlib import Path
 
+from mqt_llava import cli_args
 from mqt_llava.evaluation.readers import BENCHMARKS
 
-
-def _budgets(text: str) -> list[int]:
-    """Parses ``2,16,64,256`` (range-checked later against the model's M)."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integers separated by commas (e.g. 2,16,64,256), got {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one budget, e.g. 16")
-    return values
+_budgets = cli_args.budget_list  # ``2,16,64,256``, range-checked later against the model's M
 
 
 def _quiet_transformers() -> None:
@@ -133,13 +123,20 @@ def register(subparsers) -> None:
         help="budgets, e.g. 2,16,64,256 (encoded once at the largest, sliced for the others)",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (resumed if present)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--limit", type=int, help="only the first N questions")
-    p.add_argument("--max-new-tokens", type=int, help="default: the release's for the benchmark")
+    p.add_argument("--batch-size", type=cli_args.positive_int, default=8)
+    p.add_argument("--limit", type=cli_args.positive_int, help="only the first N questions")
+    p.add_argument(
+        "--max-new-tokens",
+        type=cli_args.positive_int,
+        help="default: the release's for the benchmark",
+    )
     p.add_argument("--questions", type=Path, help="question file instead of the default one")
     p.add_argument("--image-folder", type=Path, help="image folder instead of the default one")
     p.add_argument("--annotations", type=Path, help="official annotations for the scorer")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument(
+        "--device", type=cli_args.device, help="cpu, cuda, cuda:1, ... (default: cuda if available)"
+    )
+    cli_args.add_threads_argument(p)
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=eval_command)
@@ -154,7 +151,12 @@ def register(subparsers) -> None:
         help="prefill TFLOPs per budget: the JSON of `mqt-llava flops --json` or "
         '{"<m>": tflops}; default: counted from the runs\' model config when possible',
     )
-    p.add_argument("--prompt-tokens", type=int, default=60, help="text tokens for FLOP counts")
+    p.add_argument(
+        "--prompt-tokens",
+        type=cli_args.nonnegative_int,
+        default=60,
+        help="text tokens for FLOP counts",
+    )
     p.add_argument("--title", default="MQT-LLaVA: accuracy against visual-token budget")
     p.set_defaults(run=report_command)
 

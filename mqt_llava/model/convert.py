@@ -29,6 +29,7 @@ from transformers import (
 
 from .configuration import CLIP_L_336_VISION_KWARGS, MQTLlavaConfig, check_num_visual_tokens
 from .processing import MQTLlavaProcessor
+from .tokenization import LlavaLlamaTokenizer
 
 CONNECTOR_PREFIX = "model.query_abstractor."
 TOWER_PREFIX = "model.vision_tower.vision_tower."
@@ -129,7 +130,7 @@ def convert_checkpoint(
             f"The vision tower's width {tower_model.config.hidden_size} differs from the "
             f"connector's C={c}: pass the right --vision-tower."
         )
-    tokenizer = AutoTokenizer.from_pretrained(src)
+    tokenizer = _release_tokenizer(src)
     tokenizer.model_max_length = int(release.get("tokenizer_model_max_length", 2048))
     tokenizer.padding_side = release.get("tokenizer_padding_side", "right")
     default_m = num_visual_tokens if num_visual_tokens is not None else m
@@ -238,6 +239,21 @@ def _load_state_dict(folder: Path) -> dict[str, torch.Tensor]:
     for file in bins:
         state.update(torch.load(file, map_location="cpu", weights_only=True))
     return state
+
+
+def _release_tokenizer(src: Path):
+    """The release's tokenizer: its sentencepiece model under the slow tokenizer's rules.
+
+    `AutoTokenizer` in transformers 5 rebuilds a `tokenizer.model` as a `tokenizers` BPE that
+    drops the lone `▁` the release keeps before text starting with a space; see
+    [`LlavaLlamaTokenizer`]. Checkpoints without a `tokenizer.model` load as they are.
+    """
+    if not (src / "tokenizer.model").is_file():
+        return AutoTokenizer.from_pretrained(src)
+    settings_file = src / "tokenizer_config.json"
+    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+    # transformers 4.x defaulted to legacy=True when the config did not say (the release: False).
+    return LlavaLlamaTokenizer.from_pretrained(src, legacy=bool(settings.get("legacy", True)))
 
 
 def _text_config(release: dict) -> LlamaConfig:

@@ -102,8 +102,10 @@ def chat(
     vlm = load(model, device=device)
     if num_visual_tokens is not None:
         check_num_visual_tokens(num_visual_tokens, vlm.max_visual_tokens)
-    params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature)
-    engine = Engine(vlm, max_queue=1, max_batch=1).start()
+    # max_tokens=None: each answer may take up to max_new_tokens, clamped to the room the
+    # conversation leaves in the context (as `serve` does), so a small model's turns still fit.
+    params = SamplingParams(max_tokens=None, temperature=temperature)
+    engine = Engine(vlm, max_queue=1, max_batch=1, default_max_tokens=max_new_tokens).start()
     session = ChatSession(engine, picture, num_visual_tokens, params)
     interactive = stdin is sys.stdin and stdout is sys.stdout and stdin.isatty()
     if interactive:

@@ -10,6 +10,8 @@ import argparse
 import os
 from pathlib import Path
 
+from .. import cli_args
+
 
 def _quiet_transformers() -> None:
     import warnings
@@ -87,7 +89,7 @@ def register(subparsers) -> None:
     )
     _model_args(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=cli_args.port, default=8000)
     p.add_argument(
         "--api-key",
         default=os.environ.get("MQT_LLAVA_API_KEY"),
@@ -118,7 +120,7 @@ def register(subparsers) -> None:
     p.add_argument("--default-max-tokens", type=_positive, default=256)
     p.add_argument(
         "--request-timeout",
-        type=float,
+        type=cli_args.positive_float,
         default=600.0,
         help="seconds an answer may take (a stream: between pieces) before a 503",
     )
@@ -132,9 +134,14 @@ def register(subparsers) -> None:
     )
     _model_args(p)
     p.add_argument("--image", type=Path, help="the image to talk about (or /image later)")
-    p.add_argument("--num-visual-tokens", type=int, help="budget (default: the model's)")
-    p.add_argument("--max-new-tokens", type=_positive, default=256)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--num-visual-tokens", type=_positive, help="budget (default: the model's)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=_positive,
+        default=256,
+        help="answer length limit, clamped to the room left in the model's context (default 256)",
+    )
+    p.add_argument("--temperature", type=cli_args.nonnegative_float, default=0.0, help="0 = greedy")
     p.set_defaults(run=run_chat)
 
     p = subparsers.add_parser(
@@ -145,11 +152,14 @@ def register(subparsers) -> None:
     )
     _model_args(p)
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=cli_args.port, default=7860)
     p.add_argument("--max-new-tokens", type=_positive, default=64)
     p.set_defaults(run=run_ui)
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument(
+        "--device", type=cli_args.device, help="cpu, cuda, cuda:1, ... (default: cuda if available)"
+    )
+    cli_args.add_threads_argument(p)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from .. import cli_args
+
 
 def train(recipe: str, overrides: list[str], print_config: bool) -> None:
     """Train one stage of a recipe (YAML file or bundled name: stage1, stage2, stage2-lora)."""
@@ -48,4 +50,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override a recipe key (dotted path; value parsed as YAML); repeatable",
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+    cli_args.add_threads_argument(p)
     p.set_defaults(run=lambda a: train(a.recipe, a.overrides, a.print_config))

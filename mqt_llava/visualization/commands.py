@@ -9,22 +9,15 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import cli_args
+
 # The paper's teaser budgets; the default keeps those the model has (m <= M).
 TEASER_BUDGETS = (8, 16, 64, 256)
 # Columns of the grid figure with `--token all` (every map is still written as its own PNG).
 MAX_GRID_TOKENS = 8
 
 
-def _budgets(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integers separated by commas (e.g. 8,16,64,256), got {text!r}"
-        ) from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one budget, e.g. 16")
-    return values
+_budgets = cli_args.budget_list
 
 
 def _tokens(text: str) -> list[int] | str:
@@ -218,8 +211,14 @@ def register(subparsers) -> None:
         help="activations measured from the image's mean patch feature (default) or from zero "
         "(classic Grad-CAM)",
     )
-    p.add_argument("--max-new-tokens", type=int, default=16, help="greedy answer length limit")
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=cli_args.positive_int,
+        default=16,
+        help="greedy answer length limit",
+    )
+    p.add_argument("--device", type=cli_args.device, help="cpu, cuda, ... (default: cuda if available)")
+    cli_args.add_threads_argument(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(
         run=lambda a: gradcam_command(
@@ -246,8 +245,11 @@ def register(subparsers) -> None:
     p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
     p.add_argument("--num-visual-tokens", type=_budgets, help=budgets_help)
     p.add_argument("--token", type=_tokens, default=[0], help=token_help)
-    p.add_argument("--head", type=int, help="one head's map (default: the mean over heads)")
-    p.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument(
+        "--head", type=cli_args.nonnegative_int, help="one head's map (default: the mean over heads)"
+    )
+    p.add_argument("--device", type=cli_args.device, help="cpu, cuda, ... (default: cuda if available)")
+    cli_args.add_threads_argument(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(
         run=lambda a: attention_command(

@@ -104,11 +104,29 @@ def test_cli_bench_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = ["bench", "--model", str(tmp_path), "--budgets", "4", "--prompt-tokens", "5"]
     argv += ["--new-tokens", "2", "--repeats", "1", "--warmup", "0", "--json", "--out", str(out)]
-    assert main(argv) == 0
-    printed = json.loads(capsys.readouterr().out)
+    status = main(argv)
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
     assert printed == json.loads(out.read_text())
     assert printed["rows"][0]["num_visual_tokens"] == 4
     assert printed["baseline"]["num_visual_tokens"] == 64
+    # One noisy repetition of a tiny model may fail the timing checks: then the exit status says so.
+    failed = [name for name, passed, _ in checks(printed) if not passed]
+    assert status == (1 if failed else 0)
+    assert ("check(s) failed" in captured.err) == bool(failed)
+
+
+def test_cli_bench_exits_non_zero_when_a_check_fails(tmp_path, capsys, monkeypatch):
+    from mqt_llava.benchmarks import report
+
+    monkeypatch.setattr(report, "checks", lambda result: [("decode speed", False, "slow")])
+    tiny_config().save_pretrained(tmp_path)
+    argv = ["bench", "--model", str(tmp_path), "--budgets", "4", "--prompt-tokens", "5"]
+    argv += ["--new-tokens", "2", "--repeats", "1", "--warmup", "0"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "[FAIL] decode speed: slow" in captured.out
+    assert "mqt-llava: bench: 1 check(s) failed: decode speed" in captured.err
 
 
 def test_generate_does_no_image_work_after_the_prefill():
