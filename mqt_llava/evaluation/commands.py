@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from mqt_llava.evaluation.readers import BENCHMARKS
+from mqt_llava.hub.cli_args import add_model_arguments
 
 
 def _budgets(text: str) -> list[int]:
@@ -81,7 +82,7 @@ def register(subparsers) -> None:
     """Adds ``eval`` and ``report`` to the ``mqt-llava`` parser."""
     doc = eval_command.__doc__.strip()
     p = subparsers.add_parser("eval", help=doc, description=doc)
-    p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    add_model_arguments(p)  # --model PATH_OR_HUB_ID, --revision, --dtype, --load-8bit/4bit
     p.add_argument("--benchmark", required=True, metavar="NAME", help=", ".join(sorted(BENCHMARKS)))
     p.add_argument(
         "--data",

@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..hub.cli_args import model_reference
+
 # The paper's teaser budgets; the default keeps those the model has (m <= M).
 TEASER_BUDGETS = (8, 16, 64, 256)
 # Columns of the grid figure with `--token all` (every map is still written as its own PNG).
@@ -202,7 +204,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--image", type=Path, required=True)
     p.add_argument("--question", required=True, help="the question, without <image>")
-    p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    p.add_argument("--model", type=model_reference, help="model folder or hub id")
     p.add_argument("--num-visual-tokens", type=_budgets, help=budgets_help)
     p.add_argument("--token", type=_tokens, default=[0], help=token_help)
     p.add_argument(
@@ -243,7 +245,7 @@ def register(subparsers) -> None:
         description=attention_command.__doc__,
     )
     p.add_argument("--image", type=Path, help="needed for content-key models; optional otherwise")
-    p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    p.add_argument("--model", type=model_reference, help="model folder or hub id")
     p.add_argument("--num-visual-tokens", type=_budgets, help=budgets_help)
     p.add_argument("--token", type=_tokens, default=[0], help=token_help)
     p.add_argument("--head", type=int, help="one head's map (default: the mean over heads)")
