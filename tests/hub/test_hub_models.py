@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from huggingface_hub import scan_cache_dir
 from hub_cache import add_repo, folder_files
+from huggingface_hub import scan_cache_dir
 from safetensors.torch import load_file, save
 
 RELEASE = "test-org/mqt-llava-tiny-original"
@@ -44,16 +44,12 @@ def hub(tmp_path_factory, fixture_dir, converted_dir):
         OURS: add_repo(cache, OURS, folder_files(converted_dir)),
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MQT_LLAVA_CACHE"))}
-    env.update(
-        HF_HOME=str(root), HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1"
-    )
+    env.update(HF_HOME=str(root), HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     return {"root": root, "cache": cache, "env": env, "commits": commits}
 
 
 def _run(hub, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [CLI, *args], env=hub["env"], capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([CLI, *args], env=hub["env"], capture_output=True, text=True, timeout=300)
 
 
 def _ask(hub, model: str, budgets: str, image: Path) -> subprocess.CompletedProcess:
@@ -102,20 +98,44 @@ def test_ask_converts_a_release_repo_once_then_reuses_it(hub, manifest, fixture_
     assert (converted / commit / "model.safetensors").stat().st_mtime_ns == stamp
 
 
-def test_a_repo_in_our_format_loads_directly(hub, manifest, fixture_dir):
-    result = _ask(hub, OURS, "16,256", fixture_dir / "images" / "img0.png")
-    assert result.returncode == 0, result.stderr
-    assert "Convert" not in result.stderr and "converted" not in result.stderr
-    assert _table(result.stdout) == _references(manifest)
+@pytest.fixture
+def offline(hub, monkeypatch):
+    """The same offline hub cache in this process (huggingface_hub reads its constants per call)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub["cache"]))
+    monkeypatch.setattr(constants, "HF_HOME", str(hub["root"]))
+    monkeypatch.delenv("MQT_LLAVA_CACHE", raising=False)
+    return hub
 
 
-def test_convert_takes_a_hub_id(hub, tmp_path):
-    result = _run(hub, "convert", RELEASE, str(tmp_path / "out"))
-    assert result.returncode == 0, result.stderr
-    assert "vision tower weights:" in result.stdout
+def _main(capsys, *args: str) -> tuple[int, str, str]:
+    from mqt_llava.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_repo_in_our_format_loads_directly(offline, manifest, fixture_dir, capsys):
+    image = str(fixture_dir / "images" / "img0.png")
+    code, out, err = _main(
+        capsys, "ask", QUESTION, "--image", image, "--model", OURS,
+        "--num-visual-tokens", "16,256", "--max-new-tokens", "8", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "onvert" not in err
+    assert _table(out) == _references(manifest)
+
+
+def test_convert_takes_a_hub_id(offline, tmp_path, capsys):
+    code, out, err = _main(capsys, "convert", RELEASE, str(tmp_path / "out"))
+    assert code == 0, err
+    assert f"vision tower weights: {offline['cache']}" in out  # the tower's own cached repo
     card = (tmp_path / "out" / "README.md").read_text()
     assert f"base_model: {RELEASE}" in card
-    assert f"{RELEASE}@{hub['commits'][RELEASE]}" in card
+    assert f"{RELEASE}@{offline['commits'][RELEASE]}" in card
 
 
 @pytest.mark.parametrize(
@@ -123,10 +143,26 @@ def test_convert_takes_a_hub_id(hub, tmp_path):
     [
         ("test-org/not-cached", "not in the local hub cache, and downloading is off"),
         ("/nonexistent/model", "is not a model folder (no such folder)"),
+        ("./relative/missing", "is not a model folder (no such folder)"),
     ],
 )
-def test_unknown_models_are_one_line_errors(hub, fixture_dir, model, message):
-    result = _ask(hub, model, "16", fixture_dir / "images" / "img0.png")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+def test_unknown_models_are_one_line_errors(offline, fixture_dir, capsys, model, message):
+    image = str(fixture_dir / "images" / "img0.png")
+    code, _, err = _main(capsys, "ask", "Hi?", "--image", image, "--model", model)
+    assert code == 2
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mqt-llava: error: ") and message in lines[0]
+
+
+def test_load_of_a_missing_folder_says_so(offline):
+    import mqt_llava
+
+    with pytest.raises(FileNotFoundError, match="/nonexistent is not a model folder"):
+        mqt_llava.load("/nonexistent")
+
+
+def test_a_local_release_folder_is_pointed_at_convert(offline, fixture_dir):
+    import mqt_llava
+
+    with pytest.raises(ValueError, match="convert it once with `mqt-llava convert"):
+        mqt_llava.load(fixture_dir / "checkpoint")
