@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from safetensors.torch import load_file, save_file
 from transformers import (
     AutoImageProcessor,
@@ -391,7 +392,7 @@ def _text_config(release: dict) -> LlamaConfig:
         kwargs["dtype"] = release["torch_dtype"]
     try:
         return LlamaConfig(**kwargs)
-    except (ValueError, TypeError) as err:  # strict config validation: wrong types or values
+    except (ValueError, TypeError, StrictDataclassError) as err:  # wrong types or values
         message = str(err).splitlines()[0]
         raise CheckpointError(
             f"The release's config.json is not a valid Llama config: {message}"
