@@ -25,12 +25,22 @@ _budget_list = cli_args.budget_list
 
 
 def convert(
-    src: Path, dst: Path, vision_tower: str | None, num_heads: int, num_visual_tokens: int | None
+    src: str,
+    dst: Path,
+    vision_tower: str | None,
+    num_heads: int,
+    num_visual_tokens: int | None,
+    overwrite: bool = False,
+    revision: str | None = None,
 ) -> None:
     """Convert an original MQT-LLaVA checkpoint (or a stage-1 query_abstractor.bin)."""
+    from .hub.resolve import source_folder
     from .model.convert import convert_checkpoint
 
-    report = convert_checkpoint(src, dst, vision_tower, num_heads, num_visual_tokens)
+    folder, source = source_folder(src, revision)  # a local path, or a hub id downloaded once
+    report = convert_checkpoint(
+        folder, dst, vision_tower, num_heads, num_visual_tokens, overwrite, source=source
+    )
     print(report.summary())
 
 
@@ -140,21 +150,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_core_commands(sub) -> None:
+    from .hub.cli_args import add_model_arguments
 
     p = sub.add_parser("convert", help=_first_line(convert), description=_first_line(convert))
-    p.add_argument("src", type=Path, help="release checkpoint folder or query_abstractor.bin")
-    p.add_argument("dst", type=Path, help="output folder")
+    p.add_argument(
+        "src", help="release checkpoint folder, query_abstractor.bin, or hub id (owner/name)"
+    )
+    p.add_argument("dst", type=Path, help="output folder (new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty DST")
+    p.add_argument("--revision", help="hub branch, tag or commit when SRC is a hub id")
     p.add_argument("--vision-tower", help="CLIP tower path or hub id (default: mm_vision_tower)")
     p.add_argument("--num-heads", type=int, default=16, help="connector heads (16 in the release)")
     p.add_argument("--num-visual-tokens", type=int, help="default budget to write (default: M)")
     p.set_defaults(
-        run=lambda a: convert(a.src, a.dst, a.vision_tower, a.num_heads, a.num_visual_tokens)
+        run=lambda a: convert(
+            a.src, a.dst, a.vision_tower, a.num_heads, a.num_visual_tokens, a.overwrite, a.revision
+        )
     )
 
     p = sub.add_parser("ask", help=_first_line(ask), description=_first_line(ask))
     p.add_argument("question")
     p.add_argument("--image", type=Path, required=True)
-    p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    add_model_arguments(p)  # --model PATH_OR_HUB_ID, --revision, --dtype, --load-8bit/4bit
     p.add_argument("--num-visual-tokens", type=_budget_list, help="budget(s), e.g. 16 or 2,16,256")
     p.add_argument("--max-new-tokens", type=cli_args.positive_int, default=32)
     p.add_argument("--temperature", type=cli_args.nonnegative_float, default=0.0, help="0 = greedy")
@@ -217,10 +234,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         warnings.filterwarnings("ignore", category=FutureWarning)
+    from .hub.loading import cli_load_options
+
     try:
         if "threads" in args and args.command != "bench":  # bench times its own thread counts
-            cli_args.apply_threads(args.threads, getattr(args, "model", None), getattr(args, "device", None))
-        status = args.run(args)  # an int from commands whose checks can fail (bench)
+            cli_args.apply_threads(
+                args.threads, getattr(args, "model", None), getattr(args, "device", None)
+            )
+        with cli_load_options(args):  # --dtype / --load-4bit / ... reach every load()
+            status = args.run(args)  # an int from commands whose checks can fail (bench)
     except (ValueError, OSError) as err:  # FileNotFoundError, FileExistsError, PermissionError...
         print(f"mqt-llava: error: {err}", file=sys.stderr)
         return 2

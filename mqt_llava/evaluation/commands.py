@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mqt_llava import cli_args
 from mqt_llava.evaluation.readers import BENCHMARKS
+from mqt_llava.hub.cli_args import add_model_arguments
 
 _budgets = cli_args.budget_list  # ``2,16,64,256``, range-checked later against the model's M
 
@@ -107,7 +108,7 @@ def register(subparsers) -> None:
     """Adds ``eval``, ``report`` and ``submit`` to the ``mqt-llava`` parser."""
     doc = eval_command.__doc__.strip()
     p = subparsers.add_parser("eval", help=doc, description=doc)
-    p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    add_model_arguments(p)  # --model PATH_OR_HUB_ID, --revision, --dtype, --load-8bit/4bit
     p.add_argument("--benchmark", required=True, metavar="NAME", help=", ".join(sorted(BENCHMARKS)))
     p.add_argument(
         "--data",

@@ -65,26 +65,51 @@ class MQTLlava:
         cls,
         path: str | Path | None = None,
         device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         template: str = "llava_v1",
+        load_in_8bit: bool = False,
+        load_in_4bit: bool = False,
+        revision: str | None = None,
+        token: str | bool | None = None,
     ) -> MQTLlava:
-        """Loads a model folder (the bundled default model when `path` is None).
+        """Loads a model folder or hub id (the bundled default model when `path` is None).
 
         Args:
-            path: A local folder or a hub id (hub ids may download; local folders never do).
-            device: Defaults to CUDA when available, else CPU.
-            dtype: Defaults to bfloat16 on CUDA and float32 on CPU.
+            path: A local folder, or a hub id such as `gordonhu/MQT-LLaVA-7b` (downloaded
+                through the hub cache; a repository in the original release's layout is
+                converted once and the conversion reused). Local folders never download.
+            device: `cpu`, `cuda`, `cuda:1`, ..., or `"auto"` (`device_map="auto"`). Defaults to
+                CUDA when available, else CPU.
+            dtype: `bf16`/`fp16`/`fp32` or a torch dtype; bfloat16 on CUDA, float32 on CPU.
             template: Chat template used to wrap questions.
+            load_in_8bit: 8-bit language-model weights (bitsandbytes; needs an NVIDIA GPU).
+            load_in_4bit: 4-bit (NF4) language-model weights (bitsandbytes; NVIDIA GPU).
+            revision: Hub branch, tag or commit.
+            token: Hub token; `huggingface_hub`'s own lookup (`HF_TOKEN`, login) when None.
         """
-        path = default_model_dir() if path is None else path
-        local = isinstance(path, Path) or Path(path).exists()
-        if local and not (Path(path) / "config.json").is_file():
-            raise FileNotFoundError(f"{path} is not a model folder (no config.json).")
-        device = torch.device(device) if device is not None else default_device()
-        if dtype is None:
-            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device)
-        processor = AutoProcessor.from_pretrained(path)
+        from ..hub.loading import current_options, merge, model_kwargs
+        from ..hub.resolve import resolve_model
+
+        options = merge(
+            current_options(),
+            device=None if device is None else str(device),
+            dtype=dtype,
+            load_in_8bit=load_in_8bit,
+            load_in_4bit=load_in_4bit,
+            revision=revision,
+        )
+        kwargs, move_to = model_kwargs(
+            options.device, options.dtype, options.load_in_8bit, options.load_in_4bit
+        )  # option errors come before any download
+        folder = (
+            default_model_dir() if path is None else resolve_model(path, options.revision, token)
+        )
+        model = AutoModelForImageTextToText.from_pretrained(folder, **kwargs)
+        if "quantization_config" in kwargs:
+            model.connector.float()  # the connector stays in full precision
+        elif move_to is not None:
+            model = model.to(move_to)
+        processor = AutoProcessor.from_pretrained(folder)
         return cls(model, processor, template=template)
 
     @property
@@ -192,7 +217,12 @@ class MQTLlava:
 def load(
     path: str | Path | None = None,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
+    **kwargs,
 ) -> MQTLlava:
-    """Loads a model folder (or the bundled default model) for question answering."""
-    return MQTLlava.from_pretrained(path, device=device, dtype=dtype)
+    """Loads a model folder or hub id (or the bundled default model) for question answering.
+
+    Keyword arguments (`load_in_8bit`, `load_in_4bit`, `revision`, `token`, `template`) are
+    those of [`MQTLlava.from_pretrained`].
+    """
+    return MQTLlava.from_pretrained(path, device=device, dtype=dtype, **kwargs)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from huggingface_hub import split_torch_state_dict_into_shards
+from huggingface_hub.errors import StrictDataclassError
 from safetensors.torch import load_file, save_file
 from transformers import (
     AutoImageProcessor,
@@ -28,8 +32,17 @@ from transformers import (
 )
 
 from .configuration import CLIP_L_336_VISION_KWARGS, MQTLlavaConfig, check_num_visual_tokens
+from .convert_checks import (
+    IGNORED_SUFFIXES,
+    CheckpointError,
+    check_connector,
+    check_tensors,
+    connector_shapes,
+    language_model_shapes,
+)
 from .processing import MQTLlavaProcessor
 from .tokenization import LlavaLlamaTokenizer
+from .weights_io import TensorEntry, load_tensor, read_weight_files, write_sharded
 
 CONNECTOR_PREFIX = "model.query_abstractor."
 TOWER_PREFIX = "model.vision_tower.vision_tower."
@@ -39,6 +52,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # Towers whose config we know, so that a checkpoint holding its own tower copy converts offline.
 KNOWN_TOWERS = {"openai/clip-vit-large-patch14-336": CLIP_L_336_VISION_KWARGS}
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
 
 
 @dataclass
@@ -54,6 +68,7 @@ class ConversionReport:
     num_visual_tokens: int | None
     release_budget_field: str | None
     vision_tower_source: str | None
+    source: str | None = None  # where the checkpoint came from (a hub repo@commit), for the card
 
     def summary(self) -> str:
         lines = [
@@ -78,58 +93,89 @@ def convert_checkpoint(
     vision_tower: str | None = None,
     num_heads: int = 16,
     num_visual_tokens: int | None = None,
+    overwrite: bool = False,
+    source: str | None = None,
 ) -> ConversionReport:
     """Converts an original MQT-LLaVA checkpoint (or a stage-1 `query_abstractor.bin`).
+
+    Every tensor is checked against the release's config (names and shapes) before anything is
+    written; the output is written to a temporary folder beside `dst` and renamed into place, so
+    a refused or interrupted conversion leaves nothing behind. Weights are streamed shard by
+    shard, tensor by tensor: memory holds the vision tower and one tensor, never the model.
 
     Args:
         src: The release's checkpoint folder (`config.json` with `model_type: llava_llama`,
             weights, tokenizer), or a stage-1 `query_abstractor.bin` (file or folder holding it).
         dst: Output folder, loadable with `from_pretrained` (or, for a stage-1 connector, a
-            connector export that training initialises from).
+            connector export that training initialises from). Must not be `src`, inside it or
+            above it, and must be empty or absent unless `overwrite`.
         vision_tower: Path or hub id of the CLIP tower; defaults to the config's
-            `mm_vision_tower`, resolved relative to the checkpoint folder and its parent. When the
-            checkpoint holds a tower copy, its weights are used.
+            `mm_vision_tower`, resolved relative to the checkpoint folder and its parent, then on
+            the hub (through the hub cache). When the checkpoint holds a tower copy, its weights
+            are used.
         num_heads: Attention heads of the connector (16 in the release; not recoverable from
-            shapes).
+            shapes); must divide the connector width C.
         num_visual_tokens: Default budget to write; M when `None`.
+        overwrite: Replace a non-empty `dst`.
+        source: Where `src` came from (e.g. `owner/name@commit`), for the model card.
 
     Returns:
         A [`ConversionReport`]; `report.summary()` says what was written.
+
+    Raises:
+        FileNotFoundError: `src` does not exist.
+        FileExistsError: `dst` is not empty (without `overwrite`) or is a file.
+        ValueError: Anything wrong with the checkpoint or the arguments (a [`CheckpointError`]).
     """
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise FileNotFoundError(f"Nothing to convert at {src}.")
+    check_destination(src, dst, overwrite)
+    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
+        raise CheckpointError(f"--num-heads must be a positive integer, got {num_heads!r}.")
     stage1 = src if src.is_file() else src / "query_abstractor.bin"
     if src.is_file() or (stage1.is_file() and not (src / "config.json").is_file()):
-        return _convert_connector(stage1, dst, num_heads)
-    config_path = src / "config.json"
-    if not config_path.is_file():
-        raise ValueError(f"{src} has neither config.json nor query_abstractor.bin.")
-    release = json.loads(config_path.read_text())
-    if release.get("model_type") != "llava_llama":
-        raise ValueError(
-            f"{config_path} has model_type {release.get('model_type')!r}; expected the release's "
-            "'llava_llama'."
-        )
-    state = _load_state_dict(src)
+        return _convert_connector(stage1, dst, num_heads, overwrite)
+    release = _read_release_config(src)
+    entries = read_weight_files(_weight_files(src))
     connector = {
-        k[len(CONNECTOR_PREFIX) :]: v for k, v in state.items() if k.startswith(CONNECTOR_PREFIX)
+        k[len(CONNECTOR_PREFIX) :]: v for k, v in entries.items() if k.startswith(CONNECTOR_PREFIX)
     }
     if "query" not in connector:
-        raise ValueError(
+        raise CheckpointError(
             f"{src}: no '{CONNECTOR_PREFIX}query' tensor; is this an MQT-LLaVA checkpoint?"
         )
-    m, c = connector["query"].shape
-    d = connector["proj"].shape[1]
+    m, c, d = check_connector(connector, num_heads, src)
     if num_visual_tokens is not None:
         check_num_visual_tokens(num_visual_tokens, m, name="--num-visual-tokens")
+    if not any((src / name).is_file() for name in TOKENIZER_FILES):
+        raise CheckpointError(f"{src}: no tokenizer ({' or '.join(TOKENIZER_FILES)}).")
 
-    tower_model, image_processor, tower_source = _load_tower(src, release, state, vision_tower)
+    tower_model, image_processor, tower_source = _load_tower(src, release, entries, vision_tower)
     if tower_model.config.hidden_size != c:
-        raise ValueError(
+        raise CheckpointError(
             f"The vision tower's width {tower_model.config.hidden_size} differs from the "
             f"connector's C={c}: pass the right --vision-tower."
         )
+    text_config = _text_config(release)
+    if text_config.hidden_size != d:
+        raise CheckpointError(
+            f"{src}: the connector's output width D={d} differs from the language model's "
+            f"hidden_size {text_config.hidden_size} in config.json."
+        )
+    tied = bool(release.get("tie_word_embeddings", False))
+    language = {
+        k: v for k, v in entries.items() if not k.startswith((CONNECTOR_PREFIX, TOWER_PREFIX))
+    }
+    check_tensors(
+        language_model_shapes(text_config),
+        language,
+        f"{src}: the language model",
+        optional=("lm_head.weight",) if tied else (),
+    )
+    grid = (tower_model.config.image_size // tower_model.config.patch_size,) * 2
+    check_tensors(connector_shapes(m, c, d, num_heads, grid), connector, f"{src}: the connector")
+
     tokenizer = _release_tokenizer(src)
     tokenizer.model_max_length = int(release.get("tokenizer_model_max_length", 2048))
     tokenizer.padding_side = release.get("tokenizer_padding_side", "right")
@@ -138,7 +184,6 @@ def convert_checkpoint(
         image_processor, tokenizer, num_queries=m, num_visual_tokens=default_m
     )
 
-    text_config = _text_config(release)
     config = MQTLlavaConfig(
         vision_config=tower_model.config.to_dict(),
         text_config=text_config.to_dict(),
@@ -150,28 +195,120 @@ def convert_checkpoint(
         ),
         image_token_id=processor.image_token_id,
         num_visual_tokens=default_m,
-        tie_word_embeddings=bool(release.get("tie_word_embeddings", False)),
+        tie_word_embeddings=tied,
     )
     config.architectures = ["MQTLlavaForConditionalGeneration"]
-    weights = {f"connector.{k}": v for k, v in connector.items()}
-    weights.update({f"vision_tower.{k}": v for k, v in tower_model.state_dict().items()})
-    for key, value in state.items():
-        if key.startswith(("model.query_abstractor.", "model.vision_tower.")):
-            continue
-        if key.startswith("model.") or key.startswith("lm_head."):
-            weights[f"language_model.{key}"] = value
-    dst.mkdir(parents=True, exist_ok=True)
-    config.save_pretrained(dst)
-    _save_sharded(weights, dst)
-    GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    ).save_pretrained(dst)
-    processor.save_pretrained(dst)
-    return ConversionReport(
+    # The tower first (its own shard, released once written), then the streamed tensors.
+    tensors = [
+        (f"vision_tower.{k}", TensorEntry(v.dtype, tuple(v.shape), tensor=v))
+        for k, v in tower_model.state_dict().items()
+    ]
+    del tower_model
+    tensors += [(f"connector.{k}", v) for k, v in connector.items()]
+    tensors += [
+        (f"language_model.{k}", v) for k, v in language.items() if not k.endswith(IGNORED_SUFFIXES)
+    ]
+    report = ConversionReport(
         dst, "model", m, c, d, num_heads, default_m, release.get("num_visual_tokens"), tower_source
     )
+    report.source = source
+    with staged_output(dst, overwrite) as out:
+        config.save_pretrained(out)
+        write_sharded(out, tensors)
+        GenerationConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ).save_pretrained(out)
+        processor.save_pretrained(out)
+        _write_card(out, config, report)
+    return report
+
+
+def _write_card(folder: Path, config: MQTLlavaConfig, report: ConversionReport) -> None:
+    from ..hub.card import write_model_card  # the hub layer sits above the model layer
+
+    write_model_card(folder, config, source=report.source)
+
+
+def check_destination(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuses a destination that would destroy the source or silently replace a model.
+
+    Raises:
+        FileExistsError: `dst` is a file, or a non-empty folder without `overwrite`.
+        ValueError: `dst` is `src`, lies inside it, or holds it.
+    """
+    source, target = src.resolve(), dst.resolve()
+    if target == source or (src.is_file() and target == source.parent):
+        raise CheckpointError(f"DST {dst} is the source itself: convert into another folder.")
+    if source in target.parents:
+        raise CheckpointError(f"DST {dst} lies inside the source {src}: use a folder outside it.")
+    if target in source.parents:
+        raise CheckpointError(f"DST {dst} holds the source {src}: use a folder outside it.")
+    if dst.exists() and not dst.is_dir():
+        raise FileExistsError(f"DST {dst} exists and is not a folder.")
+    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
+        raise FileExistsError(f"DST {dst} is not empty: pass --overwrite to replace it.")
+
+
+@contextmanager
+def staged_output(dst: Path, overwrite: bool) -> Iterator[Path]:
+    """A temporary folder beside `dst`, renamed to `dst` on success and removed on failure."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.converting-", dir=dst.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+        yield tmp
+        old = None
+        if dst.exists():
+            if any(dst.iterdir()) and not overwrite:
+                raise FileExistsError(f"DST {dst} is not empty: pass --overwrite to replace it.")
+            old = dst.with_name(f".{dst.name}.replaced-{os.getpid()}")
+            dst.rename(old)
+        tmp.rename(dst)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_release_config(src: Path) -> dict:
+    config_path = src / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{src} has neither config.json nor query_abstractor.bin.")
+    try:
+        release = json.loads(config_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{config_path} is not valid JSON ({err}).") from None
+    if not isinstance(release, dict) or release.get("model_type") != "llava_llama":
+        kind = release.get("model_type") if isinstance(release, dict) else None
+        raise CheckpointError(
+            f"{config_path} has model_type {kind!r}; expected the release's 'llava_llama'."
+        )
+    return release
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    """The checkpoint's weight files: its index's shards, else every safetensors/bin file."""
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        index = folder / index_name
+        if index.is_file():
+            try:
+                names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise CheckpointError(f"{index} is not a weight index (no weight_map).") from None
+            missing = [n for n in names if not (folder / n).is_file()]
+            if missing:
+                raise CheckpointError(f"{index} names shard(s) that are missing: {missing[:3]}.")
+            return [folder / n for n in names]
+    files = [f for f in sorted(folder.glob("*.safetensors")) if f.name != CONNECTOR_WEIGHTS]
+    files = files or sorted(folder.glob("pytorch_model*.bin"))
+    if not files:
+        raise FileNotFoundError(f"No *.safetensors or pytorch_model*.bin weights in {folder}.")
+    return files
 
 
 def load_connector_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -188,29 +325,37 @@ def load_connector_state(path: str | Path) -> dict[str, torch.Tensor]:
         and (path / "config.json").is_file()
         and not (path / "query_abstractor.bin").exists()
     ):
-        state = _load_state_dict(path)
-        return {k[len("connector.") :]: v for k, v in state.items() if k.startswith("connector.")}
+        entries = read_weight_files(_weight_files(path))  # headers only: read just the connector
+        return {
+            k[len("connector.") :]: load_tensor(v).clone()
+            for k, v in entries.items()
+            if k.startswith("connector.")
+        }
     file = path / "query_abstractor.bin" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"No connector weights at {path}.")
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged or hostile pickle: one line, not a traceback
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{file} is not a readable PyTorch state dict ({message}).") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file} does not hold a state dict.")
     connector = {
         k.split("query_abstractor.", 1)[1]: v for k, v in state.items() if "query_abstractor." in k
     }
     if not connector:
-        raise ValueError(f"{file} holds no 'model.query_abstractor.*' tensors.")
+        raise CheckpointError(f"{file} holds no 'model.query_abstractor.*' tensors.")
     return connector
 
 
-def _convert_connector(file: Path, dst: Path, num_heads: int) -> ConversionReport:
+def _convert_connector(file: Path, dst: Path, num_heads: int, overwrite: bool) -> ConversionReport:
     state = load_connector_state(file)
-    m, c = state["query"].shape
-    d = state["proj"].shape[1]
+    entries = {k: TensorEntry(v.dtype, tuple(v.shape), tensor=v) for k, v in state.items()}
+    m, c, d = check_connector(entries, num_heads, file)
+    grid = (math.isqrt(m),) * 2  # the key grid does not change the connector's tensors
+    check_tensors(connector_shapes(m, c, d, num_heads, grid), entries, f"{file}: the connector")
     side = math.isqrt(m)
-    dst.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {k: v.contiguous() for k, v in state.items()}, dst / CONNECTOR_WEIGHTS, {"format": "pt"}
-    )
     meta = {
         "num_queries": m,
         "query_grid": [side, side],
@@ -220,25 +365,12 @@ def _convert_connector(file: Path, dst: Path, num_heads: int) -> ConversionRepor
         "layer_norm_eps": 1e-6,
         "key_source": "position",
     }
-    (dst / CONNECTOR_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+    with staged_output(dst, overwrite) as out:
+        save_file(
+            {k: v.contiguous() for k, v in state.items()}, out / CONNECTOR_WEIGHTS, {"format": "pt"}
+        )
+        (out / CONNECTOR_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
     return ConversionReport(dst, "connector", m, c, d, num_heads, None, None, None)
-
-
-def _load_state_dict(folder: Path) -> dict[str, torch.Tensor]:
-    files = sorted(folder.glob("*.safetensors"))
-    files = [f for f in files if f.name != CONNECTOR_WEIGHTS]
-    if files:
-        state = {}
-        for file in files:
-            state.update(load_file(file))
-        return state
-    bins = sorted(folder.glob("pytorch_model*.bin"))
-    if not bins:
-        raise FileNotFoundError(f"No *.safetensors or pytorch_model*.bin weights in {folder}.")
-    state = {}
-    for file in bins:
-        state.update(torch.load(file, map_location="cpu", weights_only=True))
-    return state
 
 
 def _release_tokenizer(src: Path):
@@ -274,7 +406,13 @@ def _text_config(release: dict) -> LlamaConfig:
         kwargs.pop("rope_scaling", None)  # explicit null is deprecated in transformers 5
     if release.get("torch_dtype"):
         kwargs["dtype"] = release["torch_dtype"]
-    return LlamaConfig(**kwargs)
+    try:
+        return LlamaConfig(**kwargs)
+    except (ValueError, TypeError, StrictDataclassError) as err:  # wrong types or values
+        message = str(err).splitlines()[0]
+        raise CheckpointError(
+            f"The release's config.json is not a valid Llama config: {message}"
+        ) from None
 
 
 def _resolve_tower(src: Path, name: str) -> Path | None:
@@ -284,15 +422,35 @@ def _resolve_tower(src: Path, name: str) -> Path | None:
     return None
 
 
-def _load_tower(src: Path, release: dict, state: dict, vision_tower: str | None):
+def _tower_processor(folder: Path):
+    try:
+        return AutoImageProcessor.from_pretrained(folder, backend="pil")
+    except (OSError, ValueError) as err:
+        message = str(err).splitlines()[0]
+        raise CheckpointError(
+            f"vision tower {folder}: no usable image processor ({message})."
+        ) from None
+
+
+def _load_tower(src: Path, release: dict, entries: dict[str, TensorEntry], vision_tower):
     """The CLIP tower (current `transformers` layout), its image processor, and its source."""
     name = vision_tower or release.get("mm_vision_tower")
-    copy = {k[len(TOWER_PREFIX) :]: v for k, v in state.items() if k.startswith(TOWER_PREFIX)}
-    local = _resolve_tower(src, name) if name else None
+    copy = {k[len(TOWER_PREFIX) :]: v for k, v in entries.items() if k.startswith(TOWER_PREFIX)}
+    if not name:
+        raise CheckpointError("No vision tower: pass --vision-tower PATH_OR_ID.")
+    local = _resolve_tower(src, name)
+    if local is None and not (copy and name in KNOWN_TOWERS):
+        from ..hub.resolve import download_tower  # local paths first; then the hub (its cache)
+
+        local = download_tower(name, weights=not copy)
     if local is not None:
-        config = CLIPVisionConfig.from_pretrained(local)
-        image_processor = AutoImageProcessor.from_pretrained(local, backend="pil")
-    elif name in KNOWN_TOWERS:
+        try:
+            config = CLIPVisionConfig.from_pretrained(local)
+        except (OSError, ValueError, TypeError) as err:
+            message = str(err).splitlines()[0]
+            raise CheckpointError(f"vision tower {name}: unreadable config ({message}).") from None
+        image_processor = _tower_processor(local)
+    else:
         config = CLIPVisionConfig(**KNOWN_TOWERS[name])
         side = config.image_size
         image_processor = CLIPImageProcessorPil(
@@ -301,34 +459,32 @@ def _load_tower(src: Path, release: dict, state: dict, vision_tower: str | None)
             image_mean=list(CLIP_MEAN),
             image_std=list(CLIP_STD),
         )
-    elif name:
-        # A hub id we do not know: the library may download it (never at test time).
-        config = CLIPVisionConfig.from_pretrained(name)
-        image_processor = AutoImageProcessor.from_pretrained(name, backend="pil")
-    else:
-        raise ValueError("No vision tower: pass --vision-tower PATH_OR_ID.")
     if copy:
         with tempfile.TemporaryDirectory() as tmp:
             config.save_pretrained(tmp)
-            save_file(
-                {k: v.contiguous() for k, v in copy.items()},
-                f"{tmp}/model.safetensors",
-                {"format": "pt"},
-            )
-            tower = CLIPVisionModel.from_pretrained(tmp, dtype=next(iter(copy.values())).dtype)
+            state = {k: load_tensor(v).contiguous() for k, v in copy.items()}
+            save_file(state, f"{tmp}/model.safetensors", {"format": "pt"})
+            dtype = next(iter(state.values())).dtype
+            del state
+            tower = _tower_from(tmp, dtype, f"{src}: the vision tower copy")
         return tower, image_processor, "the copy inside the checkpoint"
-    if local is None and name in KNOWN_TOWERS:
-        tower = CLIPVisionModel.from_pretrained(name)
-        return tower, image_processor, name
-    tower = CLIPVisionModel.from_pretrained(local or name)
-    return tower, image_processor, str(local or name)
+    tower = _tower_from(local, None, f"vision tower {name}")
+    return tower, image_processor, name if name in KNOWN_TOWERS else str(local)
 
 
-def _save_sharded(weights: dict[str, torch.Tensor], dst: Path, max_shard_size: str = "5GB") -> None:
-    split = split_torch_state_dict_into_shards(weights, max_shard_size=max_shard_size)
-    for filename, keys in split.filename_to_tensors.items():
-        shard = {k: weights[k].contiguous() for k in keys}
-        save_file(shard, dst / filename, {"format": "pt"})
-    if split.is_sharded:
-        index = {"metadata": {}, "weight_map": split.tensor_to_filename}
-        (dst / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+def _tower_from(folder, dtype, where: str) -> CLIPVisionModel:
+    """Loads a CLIP tower through `transformers` (its 4.x -> 5.x key renames), refusing gaps."""
+    try:
+        tower, info = CLIPVisionModel.from_pretrained(
+            folder, dtype=dtype or "auto", output_loading_info=True
+        )
+    except (OSError, RuntimeError, ValueError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{where}: does not load as the config's CLIP ({message}).") from None
+    for kind in ("missing_keys", "mismatched_keys", "unexpected_keys"):
+        keys = sorted(str(k) for k in info.get(kind, ()) if "position_ids" not in str(k))
+        if keys:
+            what = kind.replace("_keys", "").replace("mismatched", "misshapen")
+            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            raise CheckpointError(f"{where}: {len(keys)} {what} tensor(s): {shown}.")
+    return tower

@@ -158,7 +158,9 @@ def register(subparsers) -> None:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    from ..hub.cli_args import add_model_arguments
+
+    add_model_arguments(p)  # --model PATH_OR_HUB_ID, --revision, --dtype, --load-8bit/4bit
     p.add_argument(
         "--device", type=cli_args.device, help="cpu, cuda, cuda:1, ... (default: cuda if available)"
     )

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from .. import cli_args
+from ..hub.cli_args import model_reference
 
 # The paper's teaser budgets; the default keeps those the model has (m <= M).
 TEASER_BUDGETS = (8, 16, 64, 256)
@@ -195,7 +196,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--image", type=Path, required=True)
     p.add_argument("--question", required=True, help="the question, without <image>")
-    p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    p.add_argument("--model", type=model_reference, help="model folder or hub id")
     p.add_argument("--num-visual-tokens", type=_budgets, help=budgets_help)
     p.add_argument("--token", type=_tokens, default=[0], help=token_help)
     p.add_argument(
@@ -242,7 +243,7 @@ def register(subparsers) -> None:
         description=attention_command.__doc__,
     )
     p.add_argument("--image", type=Path, help="needed for content-key models; optional otherwise")
-    p.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    p.add_argument("--model", type=model_reference, help="model folder or hub id")
     p.add_argument("--num-visual-tokens", type=_budgets, help=budgets_help)
     p.add_argument("--token", type=_tokens, default=[0], help=token_help)
     p.add_argument(
