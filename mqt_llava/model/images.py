@@ -194,7 +194,7 @@ def _orient(img: Image.Image) -> Image.Image:
         return ImageOps.exif_transpose(img)
     # EXIF parsing fails in many ways on damaged data (SyntaxError, struct.error, KeyError, ...):
     # none of them makes the pixels unusable.
-    except Exception:  # noqa: BLE001
+    except Exception:
         return img
 
 

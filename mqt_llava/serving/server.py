@@ -2,8 +2,9 @@
 
 The request path, in order: Host header (DNS rebinding) → API key → `Content-Type:
 application/json` (no CORS-simple requests from web pages) → body size (`Content-Length`, then
-the bytes actually read, within `body_timeout`) → JSON → every field ([`protocol`](protocol.py)) → images (sources, bytes, header pixel
-count, then decoding; [`image_sources`](image_sources.py)) → tokenization and context length →
+the bytes actually read, within `body_timeout`) → JSON → every field
+([`protocol`](protocol.py)) → images (sources, bytes, header pixel count, then decoding;
+[`image_sources`](image_sources.py)) → tokenization and context length →
 the engine's bounded queue (429 when full). Any refusal is a 4xx in OpenAI's error shape;
 an unexpected exception is logged and answered 500 without stopping the server.
 
@@ -30,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .connections import default_max_connections, guarded_protocol, install_log_rate_limit
 from .engine import (
     ContextLengthError,
     Delta,
@@ -40,7 +42,6 @@ from .engine import (
     QueueFullError,
     SamplingParams,
 )
-from .connections import default_max_connections, guarded_protocol, install_log_rate_limit
 from .image_sources import ImagePolicy, load_request_image
 from .protocol import APIError, ChatRequest, Limits, bad_request, parse_chat_request, parse_json
 
