@@ -220,18 +220,52 @@ def tokenize_record(
 # -- the dataset --------------------------------------------------------------------------------
 
 
-def load_records(path: str | Path) -> list[dict]:
-    """Reads a LLaVA JSON list (`.json`) or one record per line (`.jsonl`)."""
+class BadLine:
+    """A `.jsonl` line that is not a JSON object; kept so that `bad_records` decides its fate."""
+
+    def __init__(self, path: Path, line: int, reason: str):
+        self.path, self.line, self.reason = path, line, reason
+
+    def __repr__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+def load_records(path: str | Path, keep_bad_lines: bool = False) -> list[dict]:
+    """Reads a LLaVA JSON list (`.json`) or one record per line (`.jsonl`).
+
+    Args:
+        path: The file.
+        keep_bad_lines: For `.jsonl`: return a [`BadLine`] in place of each line that is not a
+            JSON object (for [`LlavaJsonDataset`] to skip or refuse) instead of raising.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Invalid JSON (for `.jsonl`, naming the file's line), or not a list of objects.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Training data file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    if path.suffix == ".jsonl":
+        records = []
+        for number, line in enumerate(text.split("\n"), start=1):  # the file's own numbering
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError(f"a JSON {type(record).__name__}, not an object")
+                line.encode("utf-8")  # undecodable bytes came back as lone surrogates
+            except (ValueError, RecursionError) as err:
+                reason = f"not a JSON object ({str(err)[:200]})"
+                if not keep_bad_lines:
+                    raise ValueError(f"{path}, line {number}: {reason}.") from err
+                record = BadLine(path, number, reason)
+            records.append(record)
+        return records
     try:
-        if path.suffix == ".jsonl":
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            records = json.loads(text)
-    except json.JSONDecodeError as err:
+        records = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as err:
         raise ValueError(f"{path} is not valid JSON ({err}).") from err
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise ValueError(f"{path} must hold a JSON list of records (objects).")
@@ -272,7 +306,7 @@ class LlavaJsonDataset(Dataset):
         if bad_records not in BAD_RECORD_POLICIES:
             raise ValueError(f"bad_records must be 'skip' or 'fail', got {bad_records!r}.")
         if not isinstance(records, (list, tuple)):
-            records = load_records(records)
+            records = load_records(records, keep_bad_lines=True)
         self.processor = processor
         self.template = template
         self.image_folder = Path(image_folder) if image_folder is not None else None
@@ -280,13 +314,15 @@ class LlavaJsonDataset(Dataset):
         self.max_visual_tokens = max_visual_tokens or processor.num_queries
         self.bad_records = bad_records
         self.records: list[dict] = []
-        self.skipped_at_load: dict[str, str] = {}  # record id -> reason
-        for record in records:
+        # record id -> reason; a record without an id is keyed by its position ("#12") so that
+        # every skipped record is counted.
+        self.skipped_at_load: dict[str, str] = {}
+        for position, record in enumerate(records):
             reason = self._structure_problem(record)
             if reason is None:
                 self.records.append(record)
             else:
-                self._bad(record, reason)
+                self._bad(record, reason, position)
         if not self.records:
             raise ValueError(
                 f"No usable record among {len(records)} (first problems: "
@@ -301,6 +337,10 @@ class LlavaJsonDataset(Dataset):
             )
 
     def _structure_problem(self, record: dict) -> str | None:
+        if isinstance(record, BadLine):
+            return record.reason
+        if not isinstance(record, dict):
+            return f"a record must be a JSON object, got {type(record).__name__}"
         try:
             turns = _turns(record)
             images = _image_paths(record, self.image_folder)
@@ -313,10 +353,18 @@ class LlavaJsonDataset(Dataset):
             return str(err)
         return None
 
-    def _bad(self, record: dict, reason: str) -> None:
-        record_id = str(record.get("id", "?")) if isinstance(record, dict) else "?"
+    def _bad(self, record: dict, reason: str, position: int) -> None:
+        if isinstance(record, BadLine):
+            record_id = f"{record.path.name}:{record.line}"
+        elif isinstance(record, dict) and "id" in record:
+            record_id = str(record["id"])
+        else:
+            record_id = f"#{position}"
         if self.bad_records == "fail":
-            raise BadRecordError(f"Bad training record id={record_id}: {reason}.")
+            where = f"line {record.line} of {record.path}" if isinstance(record, BadLine) else ""
+            raise BadRecordError(f"Bad training record {where or 'id=' + record_id}: {reason}.")
+        while record_id in self.skipped_at_load:  # duplicate ids are separate records
+            record_id += "'"
         self.skipped_at_load[record_id] = reason
 
     def __len__(self) -> int:

@@ -24,7 +24,13 @@ class BackgroundServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.host, self.port = self.sock.getsockname()[:2]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        from .server import uvicorn_options
+
+        settings = getattr(app.state, "settings", None)
+        options = uvicorn_options(settings) if settings is not None else {}
+        config = uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="on", **options
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True

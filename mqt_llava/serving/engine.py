@@ -26,6 +26,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 from transformers.generation.streamers import BaseStreamer
 
 from ..inference import MQTLlava
+from ..model.configuration import resolve_num_visual_tokens
 from .detokenize import StreamDecoder
 
 logger = logging.getLogger(__name__)
@@ -167,8 +168,12 @@ class Engine:
         num_visual_tokens: int | None,
         params: SamplingParams,
         sink: Callable[[Event], None],
+        pixel_values: torch.Tensor | None = None,
     ) -> Job:
         """Renders the conversation, tokenizes it and checks it fits the context.
+
+        Images are preprocessed outside the tokenizer's lock, so that a large image never makes
+        a text-only request wait; a caller may also pass them preprocessed (`pixel_values`).
 
         Args:
             messages: Chat-template messages (`{"type": "image"}` parts in place of images).
@@ -176,18 +181,35 @@ class Engine:
             num_visual_tokens: The budget for every image; the model's default when `None`.
             params: Sampling parameters.
             sink: Receives the job's events, from the worker thread.
+            pixel_values: `processor.preprocess_images(images)`, when the caller has it.
 
         Raises:
-            ValueError: Bad budget, or placeholder/image mismatch (from the processor).
+            ValueError: Bad budget, placeholder/image mismatch, or a prompt longer than the
+                tokenizer accepts.
             ContextLengthError: The prompt and answer do not fit in the context.
         """
-        prompt = self.processor.apply_template(messages, self.template)
-        with self._prep_lock:
-            inputs = self.processor(
-                images=images or None, text=prompt, num_visual_tokens=num_visual_tokens
+        processor = self.processor
+        if images and pixel_values is None:
+            pixel_values = processor.preprocess_images(images)
+        count = len(images) if images else (0 if pixel_values is None else len(pixel_values))
+        prompt = processor.apply_template(messages, self.template)
+        if prompt.count(processor.image_token) != count:
+            raise ValueError(
+                f"The conversation holds {prompt.count(processor.image_token)} image placeholders "
+                f"but {count} images were given."
             )
-        ids = inputs["input_ids"][0].tolist()
-        budgets = inputs["num_visual_tokens"].tolist() if images else []
+        budgets = resolve_num_visual_tokens(
+            num_visual_tokens, count, processor.num_queries, processor.num_visual_tokens
+        )
+        with self._prep_lock:
+            ids = processor.tokenize_prompt(prompt, budgets)
+        limit = processor.tokenizer.model_max_length
+        if limit is not None and limit < 1e9 and len(ids) > limit:
+            raise ValueError(
+                f"The prompt is {len(ids)} tokens long (visual tokens included) but the model "
+                f"takes at most {limit}: shorten the text or lower num_visual_tokens."
+            )
+        budgets = budgets if count else []
         room = (self.context_length or 10**9) - len(ids)
         max_tokens = params.max_tokens or min(self.default_max_tokens, room)
         if max_tokens > room or room < 1:
@@ -196,7 +218,7 @@ class Engine:
                 f"may take {max_tokens}, but the model's context is {self.context_length} tokens: "
                 "shorten the conversation, lower num_visual_tokens or max_tokens."
             )
-        job = Job(ids, inputs.get("pixel_values"), budgets, params, max_tokens, sink)
+        job = Job(ids, pixel_values if count else None, budgets, params, max_tokens, sink)
         sampled = params.temperature > 0
         if not sampled:
             job.key = ("greedy",)

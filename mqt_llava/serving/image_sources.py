@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import http.client
 import io
 import re
-import urllib.error
+import socket
+import threading
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +38,8 @@ class ImagePolicy:
             Empty: every remote URL is refused.
         image_dir: The folder local paths (`file://` URLs or plain paths) must lie in. `None`:
             local paths are refused.
-        fetch_timeout: Seconds allowed for fetching one allow-listed URL.
+        fetch_timeout: Seconds allowed for fetching one allow-listed URL, all of it:
+            connecting, the response head and the body (a host that trickles bytes is cut off).
     """
 
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
@@ -134,12 +137,6 @@ def _decode_data_uri(url: str, param: str, limits: Limits) -> bytes:
         ) from None
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    # A redirect could lead off the allow-list (to an internal address): refuse to follow it.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        raise urllib.error.HTTPError(newurl, code, "redirects are not followed", headers, fp)
-
-
 def _fetch(url: str, param: str, policy: ImagePolicy, limits: Limits) -> bytes:
     host = (urllib.parse.urlsplit(url).hostname or "").lower()
     if host not in policy.allowed_hosts:
@@ -150,17 +147,71 @@ def _fetch(url: str, param: str, policy: ImagePolicy, limits: Limits) -> bytes:
             param,
             "image_url_not_allowed",
         )
-    opener = urllib.request.build_opener(_NoRedirects)
     try:
-        with opener.open(url, timeout=policy.fetch_timeout) as response:
-            data = response.read(limits.max_image_bytes + 1)
-    except (OSError, ValueError) as err:  # URLError, HTTPError, timeouts
+        data = _get(url, policy.fetch_timeout, limits.max_image_bytes + 1)
+    except TimeoutError:
+        raise bad_request(
+            f"{param}: fetching {url!r} took more than {policy.fetch_timeout} s.",
+            param,
+            "image_fetch_timeout",
+        ) from None
+    except (OSError, ValueError, http.client.HTTPException) as err:
         raise bad_request(
             f"{param}: could not fetch {url!r} ({err}).", param, "image_fetch_failed"
         ) from None
     if len(data) > limits.max_image_bytes:
         raise _too_large(f"more than {limits.max_image_bytes} bytes", "", param)
     return data
+
+
+def _get(url: str, timeout: float, max_bytes: int) -> bytes:
+    """GETs `url` within `timeout` seconds in all; redirects are refused, not followed.
+
+    A timer shuts the socket down at the deadline, which ends a blocked read at once: per-read
+    timeouts alone let a host that sends a byte every few seconds hold the fetch for ever.
+    """
+    parts = urllib.parse.urlsplit(url)
+    https = parts.scheme.lower() == "https"
+    connection_class = http.client.HTTPSConnection if https else http.client.HTTPConnection
+    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        sock = connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        connection.request("GET", target, headers={"Accept": "image/*", "User-Agent": "mqt-llava"})
+        response = connection.getresponse()
+        if 300 <= response.status < 400:  # could lead off the allow-list (an internal address)
+            raise ValueError(f"HTTP {response.status}: redirects are not followed")
+        if response.status != 200:
+            raise ValueError(f"HTTP {response.status} {response.reason}")
+        data = bytearray()
+        while len(data) < max_bytes and not expired.is_set():
+            chunk = response.read1(min(65536, max_bytes - len(data)))
+            if not chunk:
+                break
+            data += chunk
+    except (OSError, http.client.HTTPException):
+        if expired.is_set():
+            raise TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
+        connection.close()
+    if expired.is_set():
+        raise TimeoutError
+    return bytes(data)
 
 
 def _read_local(url: str, param: str, policy: ImagePolicy, limits: Limits) -> bytes:
@@ -184,13 +235,21 @@ def _read_local(url: str, param: str, policy: ImagePolicy, limits: Limits) -> by
         inside = False
     if not inside:
         raise bad_request(
-            f"{param}: {url!r} is outside the image folder this server reads from.",
+            f"{param}: {url[:200]!r} is outside the image folder this server reads from.",
             param,
             "image_path_not_allowed",
         )
-    if not path.is_file():
-        message = f"{param}: no image file {url!r} in the image folder."
-        raise bad_request(message, param, "not_found")
-    if path.stat().st_size > limits.max_image_bytes:
-        raise _too_large(f"{path.stat().st_size} bytes", f"{limits.max_image_bytes} bytes", param)
-    return path.read_bytes()
+    try:
+        if not path.is_file():
+            message = f"{param}: no image file {url[:200]!r} in the image folder."
+            raise bad_request(message, param, "not_found")
+        size = path.stat().st_size
+        if size > limits.max_image_bytes:
+            raise _too_large(f"{size} bytes", f"{limits.max_image_bytes} bytes", param)
+        return path.read_bytes()
+    except OSError as err:  # a name longer than the filesystem allows, a directory, ...
+        raise bad_request(
+            f"{param}: cannot read {url[:200]!r} ({err.strerror or err}).",
+            param,
+            "invalid_image_url",
+        ) from None

@@ -32,6 +32,9 @@ DEFAULT_ONLY_FIELDS = {
     "tool_choice": "none",
 }
 ROLES = ("system", "developer", "user", "assistant")
+# Below this a temperature divides float32 logits into infinities (NaN probabilities); it is
+# run as greedy decoding, which is what such a temperature means.
+MIN_TEMPERATURE = 1e-4
 
 
 class APIError(Exception):
@@ -126,18 +129,42 @@ class ChatRequest:
 
 
 def parse_json(body: bytes) -> Any:
-    """Decodes a request body; bad UTF-8, bad JSON, NaN/Infinity and deep nesting are refused."""
+    """Decodes a request body; bad UTF-8, bad JSON, NaN/Infinity, deep nesting and strings that
+    are not Unicode text (lone surrogates such as `"\\ud800"`) are refused."""
 
     def refuse_constant(name: str):
         raise ValueError(f"{name} is not valid JSON")
 
     try:
-        return json.loads(body, parse_constant=refuse_constant)
+        payload = json.loads(body, parse_constant=refuse_constant)
     except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError too
         reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
         raise bad_request(
             f"The request body is not valid JSON ({reason}).", code="invalid_json"
         ) from None
+    _check_unicode(payload)
+    return payload
+
+
+def _check_unicode(payload: Any) -> None:
+    """Refuses lone surrogates anywhere (keys included): they cannot be tokenized or echoed."""
+    stack = [payload]
+    while stack:  # iterative: nesting is bounded by json.loads, not by our recursion
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise bad_request(
+                    f"The request holds a string that is not valid Unicode text ({err.reason} "
+                    f"at position {err.start}, e.g. an unpaired \\ud800 escape).",
+                    code="invalid_json",
+                ) from None
 
 
 def parse_chat_request(
@@ -195,11 +222,12 @@ def parse_chat_request(
             request.num_visual_tokens = check_num_visual_tokens(budget, max_visual_tokens)
         except ValueError as err:
             raise bad_request(str(err), param="num_visual_tokens") from None
-    for key in ("max_completion_tokens", "max_tokens"):
+    for key in ("max_tokens", "max_completion_tokens"):  # both checked; the newer one wins
         if payload.get(key) is not None:
             request.max_tokens = _integer(payload[key], key, 1, limits.max_tokens)
-            break
     request.temperature = _number(payload, "temperature", 0.0, 2.0, default=0.0)
+    if request.temperature < MIN_TEMPERATURE:
+        request.temperature = 0.0
     request.top_p = _number(payload, "top_p", 0.0, 1.0, default=1.0, open_low=True)
     request.stop = _parse_stop(payload.get("stop"), limits)
     if payload.get("seed") is not None:

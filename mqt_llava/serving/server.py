@@ -1,10 +1,16 @@
 """An OpenAI-compatible HTTP server: `POST /v1/chat/completions`, `GET /v1/models`, `GET /health`.
 
-The request path, in order: API key → body size (`Content-Length`, then the bytes actually
-read) → JSON → every field ([`protocol`](protocol.py)) → images (sources, bytes, header pixel
-count, then decoding; [`image_sources`](image_sources.py)) → tokenization and context length →
+The request path, in order: Host header (DNS rebinding) → API key → `Content-Type:
+application/json` (no CORS-simple requests from web pages) → body size (`Content-Length`, then
+the bytes actually read, within `body_timeout`) → JSON → every field
+([`protocol`](protocol.py)) → images (sources, bytes, header pixel count, then decoding;
+[`image_sources`](image_sources.py)) → tokenization and context length →
 the engine's bounded queue (429 when full). Any refusal is a 4xx in OpenAI's error shape;
 an unexpected exception is logged and answered 500 without stopping the server.
+
+Images are loaded and preprocessed in at most `image_workers` threads at once; text-only
+requests never wait for those slots. A non-streamed answer is cancelled when its client hangs
+up, as a stream is. Connection-level limits are in [`connections`](connections.py).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .connections import default_max_connections, guarded_protocol, install_log_rate_limit
 from .engine import (
     ContextLengthError,
     Delta,
@@ -40,6 +47,8 @@ from .protocol import APIError, ChatRequest, Limits, bad_request, parse_chat_req
 
 logger = logging.getLogger(__name__)
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -52,6 +61,14 @@ class ServerSettings:
         images: Where images may come from.
         request_timeout: Seconds a whole answer may take (queueing included), and a stream may
             go without a new piece, before a 503.
+        allowed_hosts: Host header values (without port) accepted; `None` accepts any. The
+            default is loopback's names, which defeats DNS rebinding against a local server.
+        body_timeout: Seconds allowed for reading a request body (then 408).
+        header_timeout: Seconds allowed for each request head, from the connection or the end of
+            the previous response (then the connection is closed).
+        keep_alive_timeout: Seconds an idle kept-alive connection stays open.
+        max_connections: Open connections; one more is closed at once.
+        image_workers: Requests whose images are fetched and decoded at the same time.
     """
 
     model_name: str
@@ -59,6 +76,12 @@ class ServerSettings:
     limits: Limits = field(default_factory=Limits)
     images: ImagePolicy = field(default_factory=ImagePolicy)
     request_timeout: float = 600.0
+    allowed_hosts: frozenset[str] | None = LOOPBACK_NAMES
+    body_timeout: float = 30.0
+    header_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    max_connections: int = field(default_factory=default_max_connections)
+    image_workers: int = 4
 
 
 def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
@@ -74,7 +97,9 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     app.state.engine, app.state.settings = engine, settings
     created = int(time.time())
     config = engine.model.config
-    decoding = asyncio.Semaphore(4)
+    decoding = asyncio.Semaphore(settings.image_workers)
+    if settings.allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=settings.allowed_hosts)
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, err: APIError) -> JSONResponse:
@@ -131,9 +156,10 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         _check_api_key(request, settings.api_key)
+        _check_content_type(request)
         if engine.waiting >= engine.max_queue:  # refuse before paying for images and tokens
             raise _queue_full()
-        body = await _read_body(request, settings.limits.max_request_bytes)
+        body = await _read_body(request, settings.limits.max_request_bytes, settings.body_timeout)
         chat = parse_chat_request(
             parse_json(body), settings.model_name, config.num_queries, settings.limits
         )
@@ -143,8 +169,11 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         def sink(event) -> None:  # called from the worker thread
             loop.call_soon_threadsafe(events.put_nowait, event)
 
-        async with decoding:  # bounds the memory of decoded images held at once
-            job = await run_in_threadpool(_prepare, engine, settings, chat, sink)
+        pixels = None
+        if chat.images:  # text-only requests never wait for an image slot
+            async with decoding:  # bounds the memory and CPU of images decoded at once
+                pixels = await run_in_threadpool(_load_pixels, engine, settings, chat)
+        job = await run_in_threadpool(_prepare, engine, chat, pixels, sink)
         try:
             engine.submit(job)
         except QueueFullError:
@@ -155,9 +184,67 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             return StreamingResponse(
                 stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
             )
-        return await reply.complete(events, settings.request_timeout)
+        watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
+        try:
+            return await reply.complete(events, settings.request_timeout)
+        finally:
+            watcher.cancel()
 
     return app
+
+
+class HostCheck:
+    """ASGI middleware: refuses a Host header outside the allow-list (421, OpenAI's error shape).
+
+    A web page can make a browser send simple requests to a loopback server, and with DNS
+    rebinding read the answers; the browser then sends the attacker's host name, refused here.
+    """
+
+    def __init__(self, app, allowed: frozenset[str]):
+        self.app, self.allowed = app, frozenset(h.lower() for h in allowed)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            name = _host_name(host)
+            if name not in self.allowed:
+                body = APIError(
+                    421,
+                    f"The Host header {host[:100]!r} is not one this server answers to (allowed: "
+                    f"{', '.join(sorted(self.allowed))}); see serve --allowed-hosts.",
+                    code="invalid_host",
+                ).body()
+                response = JSONResponse(body, status_code=421)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """`example.com:8000` -> `example.com`; `[::1]:8000` -> `::1`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _check_content_type(request: Request) -> None:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise APIError(
+            415,
+            f"Content-Type must be application/json, got {media[:100] or 'none'!r}.",
+            code="unsupported_media_type",
+        )
+
+
+async def _cancel_on_disconnect(request: Request, job: Job) -> None:
+    """Cancels `job` when the client hangs up (the body is read: the next message says so)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            job.cancel()
+            return
 
 
 def _queue_full() -> APIError:
@@ -192,7 +279,7 @@ def _check_api_key(request: Request, api_key: str | None) -> None:
         )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
     too_large = APIError(
         413,
         f"The request body is larger than the {limit} bytes accepted.",
@@ -205,16 +292,33 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if int(declared) > limit:
             raise too_large
     body = bytearray()
-    async for chunk in request.stream():  # also bounds chunked bodies, which declare no length
-        body += chunk
-        if len(body) > limit:
-            raise too_large
+
+    async def read() -> None:
+        async for chunk in request.stream():  # also bounds chunked bodies, which declare no length
+            body.extend(chunk)
+            if len(body) > limit:
+                raise too_large
+
+    try:  # a body sent a byte at a time would hold the connection and a task forever
+        await asyncio.wait_for(read(), timeout)
+    except asyncio.TimeoutError:
+        raise APIError(
+            408, f"The request body was not received within {timeout} s.", code="body_timeout"
+        ) from None
     return bytes(body)
 
 
-def _prepare(engine: Engine, settings: ServerSettings, chat: ChatRequest, sink) -> Job:
-    """Loads the images and tokenizes (in a worker thread of the HTTP server, not the model's)."""
+def _load_pixels(engine: Engine, settings: ServerSettings, chat: ChatRequest):
+    """Loads and preprocesses the images (in an HTTP worker thread, under an image slot)."""
     images = [load_request_image(ref, settings.images, settings.limits) for ref in chat.images]
+    try:
+        return engine.processor.preprocess_images(images)
+    except ValueError as err:  # InvalidImageError included
+        raise bad_request(str(err), "messages", "invalid_image") from None
+
+
+def _prepare(engine: Engine, chat: ChatRequest, pixels, sink) -> Job:
+    """Tokenizes and checks the context (in a worker thread of the HTTP server, not the model's)."""
     params = SamplingParams(
         max_tokens=chat.max_tokens,
         temperature=chat.temperature,
@@ -223,7 +327,9 @@ def _prepare(engine: Engine, settings: ServerSettings, chat: ChatRequest, sink) 
         seed=chat.seed,
     )
     try:
-        return engine.prepare(chat.messages, images, chat.num_visual_tokens, params, sink)
+        return engine.prepare(
+            chat.messages, [], chat.num_visual_tokens, params, sink, pixel_values=pixels
+        )
     except ContextLengthError as err:
         raise bad_request(str(err), "messages", "context_length_exceeded") from None
     except ValueError as err:
@@ -319,6 +425,16 @@ class _Reply:
             self.job.cancel()
 
 
+def uvicorn_options(settings: ServerSettings) -> dict:
+    """`uvicorn.Config` keyword arguments for the connection limits of `settings`."""
+    install_log_rate_limit()
+    return {
+        "http": guarded_protocol(settings.header_timeout, settings.max_connections),
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "h11_max_incomplete_event_size": 16 * 1024,  # a request head; h11's default too
+    }
+
+
 def _sse(payload: dict) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
@@ -367,10 +483,16 @@ def serve(
     settings = dataclasses.replace(
         settings or ServerSettings(model_name=name), model_name=name, api_key=api_key or None
     )
+    if settings.allowed_hosts == LOOPBACK_NAMES and host not in LOOPBACK_NAMES:
+        # Bound to one address: that address too. Bound to every interface: the names clients
+        # use are unknown, so no check unless --allowed-hosts lists them.
+        wildcard = host in ("", "0.0.0.0", "::")
+        allowed = None if wildcard else LOOPBACK_NAMES | {host.strip("[]").lower()}
+        settings = dataclasses.replace(settings, allowed_hosts=allowed)
     engine = Engine(
         vlm, max_queue=max_queue, max_batch=max_batch,
         default_max_tokens=settings.limits.default_max_tokens,
     )  # fmt: skip
     app = create_app(engine, settings)
     print(f"Serving {name!r} on http://{host}:{port}/v1 (Ctrl-C to stop)", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(settings))

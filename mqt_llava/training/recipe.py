@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,9 +170,39 @@ def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> T
     )
 
 
+EXPORT_STAGING = ".staging-export"
+
+
 def _export(trainer: MQTTrainer, config: RecipeConfig, model, processor) -> None:
-    """Writes the connector export and the full model (LoRA merged into the LM)."""
+    """Writes the connector export and the full model, atomically (see `_publish`)."""
     out = Path(trainer.args.output_dir)
+    staging = out / EXPORT_STAGING
+    if trainer.args.should_save and staging.exists():
+        shutil.rmtree(staging)  # left by a run killed while exporting
+    _write_export(trainer, config, model, processor, staging)
+    if trainer.args.should_save and staging.is_dir():
+        _publish(staging, out)
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Moves a complete export from `staging` into `out`, each file by an atomic rename.
+
+    The old `config.json` goes first and the new one last: a run killed while publishing
+    leaves a folder without `config.json` (not loadable, and the staging folder, which the next
+    export removes), never a half-written weights file next to a config.
+    """
+    (out / "config.json").unlink(missing_ok=True)
+    entries = sorted(staging.iterdir(), key=lambda p: p.name == "config.json")
+    for entry in entries:
+        target = out / entry.name
+        if entry.is_dir() and target.exists():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    staging.rmdir()
+
+
+def _write_export(trainer: MQTTrainer, config: RecipeConfig, model, processor, out: Path) -> None:
+    """Writes the connector export and the full model (LoRA merged into the LM) into `out`."""
     if config.lora is not None:
         if not trainer.args.should_save:
             return

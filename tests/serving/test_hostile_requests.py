@@ -182,7 +182,8 @@ def test_bad_request_gets_the_right_4xx(server, raw, headers, status, code, para
 
 def test_oversize_chunked_body_without_length_is_refused(server):
     chunks = (b"x" * 65536 for _ in range(8))  # 512 KiB, sent chunked: no Content-Length
-    response = httpx.post(f"{server.url}/v1/chat/completions", content=chunks, headers=AUTH)
+    headers = {**AUTH, "Content-Type": "application/json"}
+    response = httpx.post(f"{server.url}/v1/chat/completions", content=chunks, headers=headers)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
 
