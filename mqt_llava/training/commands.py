@@ -12,9 +12,12 @@ def train(recipe: str, overrides: list[str], print_config: bool) -> None:
     """Train one stage of a recipe (YAML file or bundled name: stage1, stage2, stage2-lora)."""
     import yaml
 
+    from .checks import check_applicable
     from .config import load_recipe, to_dict
 
-    config = load_recipe(recipe, overrides)
+    # --print-config checks a recipe before its data exist; training needs them
+    config = load_recipe(recipe, overrides, require_data=not print_config)
+    check_applicable(config)
     if print_config:
         print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
         return

@@ -112,6 +112,21 @@ class ModelInit:
 
 
 @dataclass
+class CurriculumPhase:
+    """A curriculum phase (see `mqt_llava.training.curriculum`).
+
+    Attributes:
+        until_step: The phase covers the optimizer steps before this one.
+        train_json: Its records (same image folder and template as `data`); None: `data`'s.
+        budget: Its budget policy; None: `budget.policy`.
+    """
+
+    until_step: int
+    train_json: str | None = None
+    budget: str | None = None
+
+
+@dataclass
 class RecipeConfig:
     """A training stage."""
 
@@ -128,10 +143,23 @@ class RecipeConfig:
     training: dict[str, Any] = field(default_factory=dict)
     export: ExportConfig = field(default_factory=ExportConfig)
     resume: str | None = None  # None, "auto" (latest complete checkpoint) or a checkpoint path
+    log_file: str | None = "log.jsonl"  # step logs as JSON lines, in output_dir (null: none)
+    feature_cache: bool | str = False  # frozen tower: encode each image once (true or a dtype)
+    shared_prefix_loss: bool = False  # run the prompt all rows share once per batch
+    curriculum: list[CurriculumPhase] | None = None  # phases with their own records / budgets
 
-    def validate(self) -> RecipeConfig:
-        """Checks cross-field rules; raises ValueError saying which key to change."""
-        if (self.model is None) == (self.model_init is None):
+    def validate(self, require_data: bool = True) -> RecipeConfig:
+        """Checks cross-field rules; raises ValueError saying which key to change.
+
+        Args:
+            require_data: Refuse a recipe without `data.train_json` (not for `--print-config`).
+        """
+        if self.model is not None and self.model_init is not None:
+            raise ValueError(
+                "`model_init` cannot apply together with `model` (a model folder): set "
+                "model_init=null, or model=null to build from parts."
+            )
+        if self.model is None and self.model_init is None:
             raise ValueError("Give exactly one of `model` (a model folder) and `model_init`.")
         unknown = set(self.train_modules) - set(TRAIN_MODULES)
         if unknown or (not self.train_modules and self.lora is None):
@@ -144,7 +172,12 @@ class RecipeConfig:
                 "With `lora`, the language model trains through its adapters: remove "
                 "language_model from train_modules."
             )
-        if self.data.train_json is None:
+        bounds = [phase.until_step for phase in self.curriculum or []]
+        if any(b < 1 for b in bounds) or bounds != sorted(set(bounds)):
+            raise ValueError(
+                f"curriculum: until_step values must be positive and increasing, got {bounds}."
+            )
+        if require_data and self.data.train_json is None:
             raise ValueError("data.train_json is required: --set data.train_json=PATH.")
         if self.data.template not in ("plain", "llava_v1"):
             raise ValueError(
@@ -176,6 +209,13 @@ def _build(cls, values: Any, where: str):
     }
     kwargs = {}
     for key, value in values.items():
+        if cls is RecipeConfig and key == "curriculum" and value is not None:
+            if not isinstance(value, list):
+                raise ValueError(f"`curriculum` must be a list of phases, got {value!r}.")
+            kwargs[key] = [
+                _build(CurriculumPhase, item, f"curriculum[{i}]") for i, item in enumerate(value)
+            ]
+            continue
         sub = nested.get(key) if cls is RecipeConfig else None
         kwargs[key] = _build(sub, value, f"{where}.{key}".lstrip(".")) if sub else value
     try:
@@ -215,15 +255,44 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
     return values
 
 
-def load_recipe(recipe: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
-    """Reads a recipe (path or bundled name), applies overrides and validates it."""
+# Where the model comes from: an override of one source replaces the recipe file's other one.
+_MODEL_SOURCES = {"model": ("model_init", "connector_init"), "model_init": ("model",)}
+
+
+def _prefer_overridden_source(values: dict, overrides: list[str]) -> dict:
+    """`--set model=DIR` on a recipe that builds from parts fine-tunes DIR: the file's
+    `model_init` and `connector_init` (which would overwrite DIR's trained connector) no longer
+    apply, unless they are overridden too. Likewise `--set model_init...` replaces `model`."""
+    overridden = {item.partition("=")[0].split(".")[0]: item for item in overrides}
+    for source, replaced in _MODEL_SOURCES.items():
+        item = overridden.get(source)
+        if item is None or yaml.safe_load(item.partition("=")[2] or "null") is None:
+            continue  # not overridden, or overridden with null
+        for key in replaced:
+            if key not in overridden:
+                values.pop(key, None)
+    return values
+
+
+def load_recipe(
+    recipe: str | Path, overrides: list[str] | None = None, require_data: bool = True
+) -> RecipeConfig:
+    """Reads a recipe (path or bundled name), applies overrides and validates it.
+
+    Args:
+        recipe: A YAML path or a bundled recipe's name.
+        overrides: `dotted.key=value` items (`--set`).
+        require_data: Refuse a recipe without `data.train_json` (False for `--print-config`).
+    """
     path = resolve_recipe_path(recipe)
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ValueError(f"{path} is not valid YAML: {err}") from err
-    values = apply_overrides(values, list(overrides or []))
-    return _build(RecipeConfig, values, "").validate()
+    overrides = list(overrides or [])
+    values = _prefer_overridden_source(values, overrides)
+    values = apply_overrides(values, overrides)
+    return _build(RecipeConfig, values, "").validate(require_data)
 
 
 def to_dict(config: RecipeConfig) -> dict:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 import yaml
+from torch.utils.data import ConcatDataset
 from transformers import TrainingArguments, set_seed
 from transformers.utils import logging
 
@@ -24,7 +25,11 @@ from .builder import (
     set_trainable,
     trainable_summary,
 )
+from .checks import check_applicable
+from .curriculum import PhasedBudgets
 from .config import CONFIGS_DIR, RecipeConfig, to_dict
+from .features import install_feature_cache
+from .logs import JsonLinesLogger
 from .sampler import BudgetSampler
 from .trainer import MQTTrainer, latest_checkpoint
 
@@ -123,8 +128,13 @@ def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> T
     with its processor. `trainer_cls` swaps in a subclass (e.g. one that shards differently).
     """
     config.validate()
+    check_applicable(config)
     args = training_arguments(config)
     resume = resolve_resume(config.resume, args.output_dir)
+    if args.deepspeed:
+        # ZeRO-3 partitions the model as it is built, which needs the process group first
+        # (otherwise DeepSpeed sees world size 1 and rejects the batch-size arithmetic).
+        _ = args.device
     set_seed(config.seed)  # random parts of model_init are part of the run
     model, processor = build_model(config.model, config.model_init)
     if config.connector_init is not None:
@@ -133,29 +143,44 @@ def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> T
         config.budget.policy, model.config.num_queries, config.seed, config.budget.per_forward
     )
     data = config.data
-    dataset = LlavaJsonDataset(
-        data.train_json,
-        processor,
-        template=data.template,
-        image_folder=data.image_folder,
-        max_length=data.max_length,
-        max_visual_tokens=model.config.num_queries,
-        bad_records=data.bad_records,
-    )
+
+    def records(train_json: str) -> LlavaJsonDataset:
+        return LlavaJsonDataset(
+            train_json,
+            processor,
+            template=data.template,
+            image_folder=data.image_folder,
+            max_length=data.max_length,
+            max_visual_tokens=model.config.num_queries,
+            bad_records=data.bad_records,
+        )
+
+    dataset = records(data.train_json)
+    train_dataset, curriculum = dataset, None
+    if config.curriculum:
+        train_dataset, curriculum, sampler = _curriculum(config, dataset, records, sampler)
     trainable = set_trainable(model, config.train_modules, config.lora)
+    install_feature_cache(model, config.feature_cache)
     logger.warning("%s: %s, %d records", config.name, trainable_summary(trainable), len(dataset))
     pad_id = processor.tokenizer.pad_token_id
     trainer = trainer_cls(
         model=trainable,
         args=args,
-        train_dataset=dataset,
+        train_dataset=train_dataset,
         data_collator=LlavaCollator(pad_id, processor.image_token_id),
         processing_class=processor,
         budget_sampler=sampler,
         image_token_id=processor.image_token_id,
         pad_token_id=pad_id,
         modality_lengths=dataset.modality_lengths if data.group_by_modality_length else None,
+        shared_prefix_loss=config.shared_prefix_loss,
+        curriculum=curriculum,
     )
+    if config.log_file:
+        log_path = Path(args.output_dir) / config.log_file
+        if resume is None and args.should_save:
+            log_path.unlink(missing_ok=True)  # a fresh run; a resumed one appends
+        trainer.add_callback(JsonLinesLogger(log_path))
     if args.should_save:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_dir) / "recipe.yaml").write_text(yaml.safe_dump(to_dict(config)))
@@ -168,6 +193,22 @@ def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> T
         dict(dataset.skipped_at_load),
         trainer.state.global_step,
     )
+
+
+def _curriculum(config: RecipeConfig, dataset, records, main: BudgetSampler):
+    """The curriculum's datasets (after the main one), index pools and phased budgets."""
+    parts, phases, budgets = [dataset], [], []
+    for phase in config.curriculum:
+        if phase.train_json is None:
+            pool = list(range(len(dataset)))
+        else:
+            start = sum(len(part) for part in parts)
+            parts.append(records(phase.train_json))
+            pool = list(range(start, start + len(parts[-1])))
+        phases.append((phase.until_step, pool))
+        policy = phase.budget or main.policy
+        budgets.append((phase.until_step, dataclasses.replace(main, policy=policy)))
+    return ConcatDataset(parts), phases, PhasedBudgets(main, budgets)
 
 
 EXPORT_STAGING = ".staging-export"

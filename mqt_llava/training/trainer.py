@@ -28,6 +28,8 @@ from transformers.utils import logging
 
 from ..data.collator import expand_image_placeholders
 from .batching import ModalityLengthGroupedSampler
+from .curriculum import CurriculumSampler
+from .prefix import shared_prefix_length, with_prefix_cache
 from .sampler import BudgetSampler
 
 logger = logging.get_logger(__name__)
@@ -54,9 +56,18 @@ class MQTTrainer(Trainer):
         image_token_id: int,
         pad_token_id: int,
         modality_lengths: list[int] | None = None,
+        shared_prefix_loss: bool = False,
+        curriculum: list[tuple[int, list[int]]] | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        if shared_prefix_loss and self.args.gradient_checkpointing:
+            raise ValueError(
+                "shared_prefix_loss cannot apply with training.activation_checkpointing: "
+                "recomputed layers would fill the prefix cache twice; turn one of them off."
+            )
+        self.shared_prefix_loss = shared_prefix_loss
+        self.curriculum = curriculum  # (until_step, dataset indices) per phase
         self.budget_sampler = budget_sampler
         self.image_token_id = image_token_id
         self.pad_token_id = pad_token_id
@@ -95,6 +106,24 @@ class MQTTrainer(Trainer):
         if self._micro == 1 or self.budget_sampler.per_forward:
             self._window_budgets.append(m)
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ):
+        if self.shared_prefix_loss and model.training and not return_outputs:
+            prefix = shared_prefix_length(
+                inputs["input_ids"], inputs["attention_mask"], self.image_token_id
+            )
+            if prefix >= 2 and inputs["input_ids"].shape[0] > 1:  # worth a second call
+                base = self.accelerator.unwrap_model(model)
+                if hasattr(base, "get_base_model"):  # peft
+                    base = base.get_base_model()
+                inputs = with_prefix_cache(base.language_model, inputs, prefix)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def _needs_anchor(self) -> bool:
         """Trainable vision/connector weights that a text-only batch would leave without grads."""
@@ -166,13 +195,25 @@ class MQTTrainer(Trainer):
 
     # -- batching ---------------------------------------------------------------------------------
     def _get_train_sampler(self, train_dataset=None):
-        if self.modality_lengths is None:
-            return super()._get_train_sampler(train_dataset)
-        return ModalityLengthGroupedSampler(
-            self.modality_lengths,
-            batch_size=self.args.per_device_train_batch_size,
-            world_size=self.args.world_size * self.args.gradient_accumulation_steps,
-            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        grouped = None
+        if self.modality_lengths is not None:
+            grouped = ModalityLengthGroupedSampler(
+                self.modality_lengths,
+                batch_size=self.args.per_device_train_batch_size,
+                world_size=self.args.world_size * self.args.gradient_accumulation_steps,
+                seed=seed,
+            )
+        if self.curriculum is None:
+            return grouped if grouped is not None else super()._get_train_sampler(train_dataset)
+        per_step = self.args.per_device_train_batch_size * self.args.world_size
+        return CurriculumSampler(
+            main_size=self.train_dataset.cumulative_sizes[0],  # ConcatDataset([main, *phases])
+            phases=self.curriculum,
+            max_steps=self.args.max_steps,
+            samples_per_step=per_step * self.args.gradient_accumulation_steps,
+            seed=seed,
+            main_order=grouped,
         )
 
     # -- atomic checkpoints -----------------------------------------------------------------------
