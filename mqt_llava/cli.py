@@ -21,6 +21,18 @@ from . import cli_args
 _budget_list = cli_args.budget_list
 
 
+AUTO = "auto"
+
+
+def _budgets_or_auto(text: str) -> list[int | str]:
+    """Like `_budget_list`, also accepting `auto` (the budget chosen per request by a policy)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    values = [AUTO if p.lower() == AUTO else _budget_list(p)[0] for p in parts] if parts else []
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one budget, e.g. 16 or auto")
+    return values
+
+
 # -- subcommands ----------------------------------------------------------------------------------
 
 
@@ -48,10 +60,11 @@ def ask(
     question: str,
     image: Path,
     model: Path | None,
-    num_visual_tokens: list[int] | None,
+    num_visual_tokens: list[int | str] | None,
     max_new_tokens: int,
     temperature: float,
     device: str | None,
+    budget_policy: Path | None = None,
 ) -> None:
     """Answer a question about an image at one or several visual-token budgets."""
     from .inference import load
@@ -61,6 +74,10 @@ def ask(
     picture = load_image(image)  # bad files fail here, before the model loads
     vlm = load(model, device=device)
     budgets = num_visual_tokens or [vlm.model.config.num_visual_tokens]
+    if AUTO in budgets:  # a budget chosen per request: mqt_llava.inference.budget
+        from .inference.budget import print_answers
+
+        return print_answers(vlm, picture, question, budgets, max_new_tokens, budget_policy)
     budgets = [check_num_visual_tokens(m, vlm.max_visual_tokens) for m in budgets]
     if len(budgets) == 1:
         print(f"[{budgets[0]} visual tokens] ", end="", flush=True)
@@ -172,13 +189,22 @@ def _add_core_commands(sub) -> None:
     p.add_argument("question")
     p.add_argument("--image", type=Path, required=True)
     add_model_arguments(p)  # --model PATH_OR_HUB_ID, --revision, --dtype, --load-8bit/4bit
-    p.add_argument("--num-visual-tokens", type=_budget_list, help="budget(s), e.g. 16 or 2,16,256")
+    p.add_argument(
+        "--num-visual-tokens",
+        type=_budgets_or_auto,
+        help="budget(s), e.g. 16 or 2,16,256; auto: chosen per question by --budget-policy",
+    )
     p.add_argument("--max-new-tokens", type=cli_args.positive_int, default=32)
     p.add_argument("--temperature", type=cli_args.nonnegative_float, default=0.0, help="0 = greedy")
     p.add_argument(
         "--device", type=cli_args.device, help="cpu, cuda, cuda:1, ... (default: cuda if available)"
     )
     cli_args.add_threads_argument(p)
+    p.add_argument(
+        "--budget-policy",
+        type=Path,
+        help="policy JSON for auto (default: the model's budget_policy.json, else escalation)",
+    )
     p.set_defaults(
         run=lambda a: ask(
             a.question,
@@ -188,6 +214,7 @@ def _add_core_commands(sub) -> None:
             a.max_new_tokens,
             a.temperature,
             a.device,
+            a.budget_policy,
         )
     )
 

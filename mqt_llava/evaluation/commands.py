@@ -17,6 +17,15 @@ from mqt_llava.hub.cli_args import add_model_arguments
 _budgets = cli_args.budget_list  # ``2,16,64,256``, range-checked later against the model's M
 
 
+def _budgets_or_auto(text: str) -> list[int | str]:
+    """Like ``_budgets``, also accepting ``auto`` (a budget chosen per question by a policy)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    values = [p.lower() if p.lower() == "auto" else _budgets(p)[0] for p in parts]
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one budget, e.g. 16 or auto")
+    return values
+
+
 def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
@@ -45,6 +54,7 @@ def eval_command(args: argparse.Namespace) -> None:
         device=args.device,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        budget_policy=args.budget_policy,
     )
     print(f"{metrics['title']}: {metrics['num_questions']} questions → {args.out}")
     print(f"{'tokens':>6}  {metrics['headline']}")
@@ -53,6 +63,9 @@ def eval_command(args: argparse.Namespace) -> None:
             value = f"{row['score']:.2f}"
         else:
             value = f"not scored: {row.get('error') or 'no annotations found (--annotations)'}"
+        if "mean_prefill_gflops" in row:  # auto: the budget chosen per question
+            value += f"  (mean m {row['mean_num_visual_tokens']:.2f}, {row['mean_attempts']:.2f}"
+            value += f" attempts, {row['mean_prefill_gflops']:.4f} prefill GFLOPs)"
         print(f"{row['num_visual_tokens']:>6}  {value}")
     _print_shortcut_baselines(metrics["results"])
 
@@ -118,11 +131,13 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--num-visual-tokens",
-        type=_budgets,
+        type=_budgets_or_auto,
         required=True,
         metavar="M1,M2,...",
-        help="budgets, e.g. 2,16,64,256 (encoded once at the largest, sliced for the others)",
+        help="budgets, e.g. 2,16,64,256 (encoded once at the largest, sliced for the others); "
+        "auto: chosen per question by --budget-policy",
     )
+    p.add_argument("--budget-policy", type=Path, help="policy JSON for auto (default: the model's)")
     p.add_argument("--out", type=Path, required=True, help="output folder (resumed if present)")
     p.add_argument("--batch-size", type=cli_args.positive_int, default=8)
     p.add_argument("--limit", type=cli_args.positive_int, help="only the first N questions")

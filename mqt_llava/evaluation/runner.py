@@ -330,6 +330,7 @@ def evaluate(
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
     template: str = "llava_v1",
+    budget_policy=None,
 ) -> dict[str, Any]:
     """Evaluates a model on a benchmark at several budgets (the ``mqt-llava eval`` command).
 
@@ -351,6 +352,8 @@ def evaluate(
         progress: Show a progress bar.
         on_batch: Called after each batch with its index.
         template: Chat template of the prompts (the release's ``llava_v1``).
+        budget_policy: For a budget ``"auto"`` (see `mqt_llava.evaluation.auto_budget`): a
+            policy, its JSON file or dict; default: the model folder's, else escalation.
 
     Returns:
         The contents of ``metrics.json``.
@@ -391,10 +394,12 @@ def evaluate(
     _check_unique(items)
     check_run_file(Path(out), settings, overwrite)  # before loading: a refusal costs nothing
     vlm = load(model, device=device)
+    auto = [m for m in num_visual_tokens if m == "auto"]  # chosen per question by a policy
+    num_visual_tokens = [m for m in num_visual_tokens if m != "auto"]
     for m in num_visual_tokens:  # a bad budget is refused before run.json is written
         check_num_visual_tokens(m, vlm.model.config.num_queries)
     write_run_file(Path(out), settings, overwrite)
-    files = run_budgets(
+    files = num_visual_tokens and run_budgets(
         vlm.model,
         vlm.processor,
         items,
@@ -413,6 +418,14 @@ def evaluate(
         raise FileNotFoundError(f"--annotations {annotations}: no such file or folder")
     scorer_questions = spec.scorer_questions(Path(data), questions) if annotations else None
     keys = {item.key for item in items}
-    results = score_answers(spec, files, annotations, scorer_questions, keys)
+    results = score_answers(spec, files or {}, annotations, scorer_questions, keys)
+    if auto:
+        from mqt_llava.evaluation.auto_budget import run_auto, score_auto
+
+        path, means = run_auto(
+            vlm, items, Path(out), Path(model_path).name, budget_policy, batch_size,
+            settings["max_new_tokens"], template, progress,
+        )  # fmt: skip
+        results.append(score_auto(spec, path, means, annotations, scorer_questions))
     write_metrics(Path(out), spec, settings, results, annotations)
     return json.loads((Path(out) / METRICS_FILE).read_text(encoding="utf-8"))

@@ -139,24 +139,33 @@ class MQTLlava:
         self,
         image: ImageInput,
         question: str,
-        num_visual_tokens: int | None = None,
+        num_visual_tokens: int | str | None = None,
         max_new_tokens: int = 64,
         temperature: float = 0.0,
         top_p: float | None = None,
+        budget_policy=None,
     ) -> str:
         """Answers a question about an image.
 
         Args:
             image: A path, bytes, PIL image or uint8 array.
             question: The question, without `<image>` (the template places the image).
-            num_visual_tokens: The budget m in [1, M]; the model's default when `None`.
+            num_visual_tokens: The budget m in [1, M]; the model's default when `None`;
+                `"auto"`: chosen by `budget_policy` (see `mqt_llava.inference.budget`).
             max_new_tokens: Upper bound on the answer's length in tokens.
             temperature: 0 for greedy decoding, otherwise the sampling temperature.
             top_p: Nucleus sampling mass when sampling.
+            budget_policy: For `"auto"`: a policy, its JSON file or dict; default: the model
+                folder's `budget_policy.json`, else escalation.
 
         Returns:
-            The answer text.
+            The answer text; with `"auto"`, an `AutoAnswer` (a `str`) whose
+            `num_visual_tokens` is the budget used.
         """
+        if isinstance(num_visual_tokens, str) and num_visual_tokens.strip().lower() == "auto":
+            from .budget import ask_auto
+
+            return ask_auto(self, image, question, max_new_tokens, temperature, budget_policy)
         inputs = self._inputs(image, question, num_visual_tokens)
         output = self.model.generate(
             **inputs, **self._generate_kwargs(max_new_tokens, temperature, top_p)

@@ -83,6 +83,9 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     key: tuple = ()  # jobs with equal keys may share a generate call
     finished: bool = False  # set by the worker once Finished was sent
+    prompt: str = ""  # the rendered prompt
+    auto: bool = False  # num_visual_tokens "auto": chosen by serving.auto_budget
+    budget_usage: dict | None = None  # the chosen budget and the prefill work, once known
 
     @property
     def prompt_tokens(self) -> int:
@@ -198,6 +201,9 @@ class Engine:
                 f"The conversation holds {prompt.count(processor.image_token)} image placeholders "
                 f"but {count} images were given."
             )
+        auto = num_visual_tokens == "auto"
+        if auto:  # the context must fit the largest budget the policy may choose
+            num_visual_tokens = self.model.config.num_queries
         budgets = resolve_num_visual_tokens(
             num_visual_tokens, count, processor.num_queries, processor.num_visual_tokens
         )
@@ -219,6 +225,9 @@ class Engine:
                 "shorten the conversation, lower num_visual_tokens or max_tokens."
             )
         job = Job(ids, pixel_values if count else None, budgets, params, max_tokens, sink)
+        job.prompt, job.auto = prompt, auto
+        if auto:
+            job.budgets = []  # known once the policy has chosen
         sampled = params.temperature > 0
         if not sampled:
             job.key = ("greedy",)
@@ -286,6 +295,10 @@ class Engine:
     def _generate(self, batch: list[Job]) -> None:
         self.stats["batches"] += 1
         self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
+        if any(job.auto for job in batch):  # fixed and automatic budgets, answered together
+            from .auto_budget import generate_jobs
+
+            return generate_jobs(self, batch)
         device = self.model.device
         pad = self.processor.tokenizer.pad_token_id
         length = max(job.prompt_tokens for job in batch)

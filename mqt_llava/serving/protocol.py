@@ -118,7 +118,7 @@ class ChatRequest:
     model: str
     messages: list[dict]
     images: list[ImageRef] = field(default_factory=list)
-    num_visual_tokens: int | None = None
+    num_visual_tokens: int | str | None = None  # "auto": chosen per request
     max_tokens: int | None = None
     temperature: float = 0.0  # greedy unless asked: OpenAI's default of 1 hurts short answers
     top_p: float = 1.0
@@ -219,9 +219,16 @@ def parse_chat_request(
     budget = payload.get("num_visual_tokens")
     if budget is not None:
         try:
-            request.num_visual_tokens = check_num_visual_tokens(budget, max_visual_tokens)
-        except ValueError as err:
-            raise bad_request(str(err), param="num_visual_tokens") from None
+            if budget == "auto":  # chosen per request by the engine's budget policy
+                request.num_visual_tokens = budget
+            else:
+                request.num_visual_tokens = check_num_visual_tokens(budget, max_visual_tokens)
+        except ValueError:
+            raise bad_request(
+                f'num_visual_tokens must be an integer between 1 and {max_visual_tokens} or "auto"'
+                f", got {budget!r}.",
+                param="num_visual_tokens",
+            ) from None
     for key in ("max_tokens", "max_completion_tokens"):  # both checked; the newer one wins
         if payload.get(key) is not None:
             request.max_tokens = _integer(payload[key], key, 1, limits.max_tokens)
@@ -229,6 +236,11 @@ def parse_chat_request(
     if request.temperature < MIN_TEMPERATURE:
         request.temperature = 0.0
     request.top_p = _number(payload, "top_p", 0.0, 1.0, default=1.0, open_low=True)
+    if request.num_visual_tokens == "auto" and request.temperature > 0:
+        raise bad_request(
+            'num_visual_tokens "auto" answers greedily: use temperature 0 or a fixed budget.',
+            "num_visual_tokens",
+        )
     request.stop = _parse_stop(payload.get("stop"), limits)
     if payload.get("seed") is not None:
         request.seed = _integer(payload["seed"], "seed", -(2**63), 2**64 - 1)

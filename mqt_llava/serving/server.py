@@ -351,6 +351,7 @@ class _Reply:
             "completion_tokens": completion_tokens,
             "total_tokens": prompt + completion_tokens,
             "visual_tokens": self.job.visual_tokens,  # counted in prompt_tokens
+            **(self.job.budget_usage or {}),  # "auto": the budget chosen, the prefill work
         }
 
     def _envelope(self, obj: str) -> dict:
