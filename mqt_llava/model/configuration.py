@@ -9,8 +9,12 @@ from typing import Any, Literal
 
 import torch
 from huggingface_hub.dataclasses import strict
-from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+from transformers import CONFIG_MAPPING, AutoConfig, PreTrainedConfig
+
+try:  # transformers >= 5.20 builds sub-configs from declared defaults
+    from transformers.configuration_utils import SubConfigSpec
+except ImportError:  # transformers 5.16-5.19 (vLLM's pin): built in __post_init__ instead
+    SubConfigSpec = None
 
 # CLIP ViT-L/14-336, the vision tower of the released checkpoint.
 CLIP_L_336_VISION_KWARGS: dict[str, Any] = {
@@ -57,14 +61,17 @@ class MQTLlavaConfig(PreTrainedConfig):
     """
 
     model_type = "mqt_llava"
-    sub_configs_defaults = {
-        "vision_config": SubConfigSpec(
-            config_class=AutoConfig,
-            model_type="clip_vision_model",
-            init_kwargs=CLIP_L_336_VISION_KWARGS,
-        ),
-        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
-    }
+    if SubConfigSpec is not None:
+        sub_configs_defaults = {
+            "vision_config": SubConfigSpec(
+                config_class=AutoConfig,
+                model_type="clip_vision_model",
+                init_kwargs=CLIP_L_336_VISION_KWARGS,
+            ),
+            "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama"),
+        }
+    else:
+        sub_configs = {"vision_config": AutoConfig, "text_config": AutoConfig}
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
@@ -80,6 +87,11 @@ class MQTLlavaConfig(PreTrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
+        if SubConfigSpec is None:
+            self.vision_config = _sub_config(
+                self.vision_config, "clip_vision_model", CLIP_L_336_VISION_KWARGS
+            )
+            self.text_config = _sub_config(self.text_config, "llama", {})
         super().__post_init__(**kwargs)
         if self.query_grid is None:
             side = math.isqrt(self.num_queries)
@@ -118,6 +130,16 @@ class MQTLlavaConfig(PreTrainedConfig):
         """`(rows, cols)` of the vision tower's patch grid, i.e. of the connector's keys."""
         side = self.vision_config.image_size // self.vision_config.patch_size
         return side, side
+
+
+def _sub_config(value: Any, model_type: str, defaults: dict[str, Any]) -> PreTrainedConfig:
+    """A sub-config from a dict or `None` (the default), for transformers < 5.20."""
+    if isinstance(value, PreTrainedConfig):
+        return value
+    if value is None:
+        return CONFIG_MAPPING[model_type](**defaults)
+    value = dict(value)
+    return CONFIG_MAPPING[value.pop("model_type", model_type)](**value)
 
 
 def check_num_visual_tokens(value: Any, max_tokens: int, name: str = "num_visual_tokens") -> int:
