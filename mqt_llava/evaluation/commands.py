@@ -88,10 +88,10 @@ def _print_shortcut_baselines(results: list[dict]) -> None:
         groups = [("all", m), *sorted(m.get("per_category", {}).items())]
         for name, g in groups:
             flag = "  FLAG: no better than text only" if g["shortcut_flag"] else ""
+            text = f"{g['text_only_baseline']['accuracy']:>7.2f}"
             print(
                 f"{row['num_visual_tokens']:>6}  {name:<20.20} {g['n']:>6} {g['accuracy']:>7.2f} "
-                f"{g['majority_baseline']['accuracy']:>7.2f} "
-                f"{g['text_only_baseline']['accuracy']:>7.2f} "
+                f"{g['majority_baseline']['accuracy']:>7.2f} {text} "
                 f"{g['agreement_with_text_only']:>7.2f}{flag}"
             )
 

@@ -4,9 +4,9 @@ servers and external scorers, from an answer file (JSONL, as ``eval`` writes it)
 Each converter reproduces its original's output: the same records in the same order, the same
 answer post-processing and the same JSON text (``json.dump`` defaults: ``", "`` / ``": "``
 separators, ASCII escapes, no final newline; MM-Vet's ``indent=2``; SEED's JSON lines). The
-MMBench ``.xlsx`` has the same sheet, columns, cells and header style as pandas'
-``to_excel(engine="openpyxl")`` writes (an xlsx also stores its creation time, so its bytes
-differ from run to run, the original's included).
+MMBench ``.xlsx`` has the same sheet, columns, cells and styles as pandas'
+``to_excel(engine="openpyxl")`` writes: every part of the file but ``docProps/core.xml``, which
+stores the time of creation, is byte-identical to the original's (checked with pandas 3.1.1).
 
 ==========  ======================================  =========================================
 benchmark   --questions                             output

@@ -12,12 +12,13 @@ Two baselines show what the set rewards without looking at the image, computed o
 questions as the model:
 
 * majority: always give the most frequent gold answer;
-* text-only: for each exact question text, give the answer most frequent among the questions
-  with that text. It is the best any answer table from question text alone can score here.
+* text-only: for each exact question text asked more than once, give the answer most frequent
+  among the questions with that text (the best an answer table from the text alone can score on
+  them); a text asked only once gets the majority answer (its own answer would be a peek).
 
-A model whose accuracy does not exceed the text-only baseline (on a set where question texts
-repeat) is flagged: nothing in its score shows that it used the image. ``agreement_with_text_only``
-is the share of its answers that equal the text-only guess (100 % for an image-blind model).
+A model whose accuracy does not exceed the text-only baseline is flagged: nothing in its score
+shows that it used the image. ``agreement_with_text_only`` is the share of its answers that equal
+the text-only guess (100 % for a model that answers from the question text alone).
 """
 
 from __future__ import annotations
@@ -119,7 +120,10 @@ def _summary(rows: Sequence[tuple[str, str, str]]) -> dict:
     by_text: dict[str, list[str]] = defaultdict(list)
     for question, gold, _ in rows:
         by_text[question].append(gold)
-    guess = {question: _most_frequent(golds) for question, golds in by_text.items()}
+    # A text asked once would be "guessed" from its own gold answer: it gets the majority answer.
+    guess = {
+        q: _most_frequent(golds) if len(golds) > 1 else majority for q, golds in by_text.items()
+    }
     accuracy = percent(sum(gold == pred for _, gold, pred in rows), n)
     text_only = percent(sum(gold == guess[q] for q, gold, _ in rows), n)
     repeated = sum(len(golds) for golds in by_text.values() if len(golds) > 1)
@@ -130,11 +134,13 @@ def _summary(rows: Sequence[tuple[str, str, str]]) -> dict:
             "answer": majority,
             "accuracy": percent(sum(gold == majority for _, gold, _ in rows), n),
         },
-        "text_only_baseline": {"accuracy": text_only, "distinct_questions": len(by_text)},
+        "text_only_baseline": {
+            "accuracy": text_only,
+            "distinct_questions": len(by_text),
+            "repeated_questions": repeated,  # questions whose exact text is asked again
+        },
         "agreement_with_text_only": percent(sum(pred == guess[q] for q, _, pred in rows), n),
-        # Only meaningful where question texts repeat: with every text unique the table could
-        # memorise every answer, and the bound is a trivial 100 %.
-        "shortcut_flag": bool(rows) and repeated > 0 and accuracy <= text_only + 1e-9,
+        "shortcut_flag": bool(rows) and accuracy <= text_only + 1e-9,
     }
 
 
@@ -152,9 +158,9 @@ def score_llava_json(
     Returns:
         ``accuracy``, ``n``, ``missing`` (gold questions without an answer),
         ``majority_baseline`` ({answer, accuracy}), ``text_only_baseline`` ({accuracy,
-        distinct_questions}), ``agreement_with_text_only``, ``shortcut_flag``, and
-        ``per_category`` ({category: the same fields but ``missing``}) when a category field is
-        present.
+        distinct_questions, repeated_questions}), ``agreement_with_text_only``,
+        ``shortcut_flag``, and ``per_category`` ({category: the same fields but ``missing``}) when
+        a category field is present.
     """
     rows, by_category = [], defaultdict(list)
     for key, question in gold.items():
