@@ -219,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         if "threads" in args and args.command != "bench":  # bench times its own thread counts
-            cli_args.apply_threads(args.threads, getattr(args, "model", None), getattr(args, "device", None))
+            model, device = getattr(args, "model", None), getattr(args, "device", None)
+            cli_args.apply_threads(args.threads, model, device)
         status = args.run(args)  # an int from commands whose checks can fail (bench)
     except (ValueError, OSError) as err:  # FileNotFoundError, FileExistsError, PermissionError...
         print(f"mqt-llava: error: {err}", file=sys.stderr)

@@ -87,8 +87,8 @@ def register(subparsers) -> None:
         help="budgets, e.g. 2,16,64,256 (encoded once at the largest, sliced for the others)",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (resumed if present)")
-    p.add_argument("--batch-size", type=cli_args.positive_int, default=8)
-    p.add_argument("--limit", type=cli_args.positive_int, help="only the first N questions")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--limit", type=int, help="only the first N questions")
     p.add_argument(
         "--max-new-tokens",
         type=cli_args.positive_int,
