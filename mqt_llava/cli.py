@@ -265,9 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if "threads" in args and args.command != "bench":  # bench times its own thread counts
-            cli_args.apply_threads(
-                args.threads, getattr(args, "model", None), getattr(args, "device", None)
-            )
+            model, device = getattr(args, "model", None), getattr(args, "device", None)
+            cli_args.apply_threads(args.threads, model, device)
         with cli_load_options(args):  # --dtype / --load-4bit / ... reach every load()
             status = args.run(args)  # an int from commands whose checks can fail (bench)
     except (ValueError, OSError) as err:  # FileNotFoundError, FileExistsError, PermissionError...

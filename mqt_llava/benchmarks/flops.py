@@ -232,7 +232,8 @@ def format_report(report: dict[str, Any]) -> str:
     base = report["baseline"]
     # The unit follows the model's size, so that a small model's figures are not all 0.000.
     scale, unit = next(
-        (s, u) for s, u in ((1, "TFLOPs"), (1e3, "GFLOPs"), (1e6, "MFLOPs"), (1e9, "kFLOPs"))
+        (s, u)
+        for s, u in ((1, "TFLOPs"), (1e3, "GFLOPs"), (1e6, "MFLOPs"), (1e9, "kFLOPs"))
         if base["total_tflops"] * s >= 1 or u == "kFLOPs"
     )
     lines = [

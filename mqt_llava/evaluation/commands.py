@@ -139,8 +139,8 @@ def register(subparsers) -> None:
     )
     p.add_argument("--budget-policy", type=Path, help="policy JSON for auto (default: the model's)")
     p.add_argument("--out", type=Path, required=True, help="output folder (resumed if present)")
-    p.add_argument("--batch-size", type=cli_args.positive_int, default=8)
-    p.add_argument("--limit", type=cli_args.positive_int, help="only the first N questions")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--limit", type=int, help="only the first N questions")
     p.add_argument(
         "--max-new-tokens",
         type=cli_args.positive_int,

@@ -29,11 +29,11 @@ AutoProcessor.register(MQTLlavaConfig, MQTLlavaProcessor, exist_ok=True)
 AutoTokenizer.register(MQTLlavaConfig, tokenizer_class=LlavaLlamaTokenizer, exist_ok=True)
 
 __all__ = [
+    "LlavaLlamaTokenizer",
     "MQTLlavaCausalLMOutput",
     "MQTLlavaConfig",
     "MQTLlavaForConditionalGeneration",
     "MQTLlavaProcessor",
-    "LlavaLlamaTokenizer",
     "MatryoshkaQueryTransformer",
     "check_num_visual_tokens",
     "resolve_num_visual_tokens",

@@ -69,7 +69,7 @@ class MQTLlavaProcessor(ProcessorMixin):
         """The "pad" canvas colour: the image processor's mean, as the release computes it."""
         return tuple(int(255 * x) for x in self.image_processor.image_mean)
 
-    def preprocess_images(self, images: Sequence[ImageInput]) -> torch.Tensor:
+    def preprocess_images(self, images: Sequence[ImageInput], **kwargs: Any) -> torch.Tensor:
         """Loads, converts to RGB, pads to square and preprocesses images.
 
         Returns:
@@ -78,16 +78,21 @@ class MQTLlavaProcessor(ProcessorMixin):
         pil = [load_image(image) for image in images]
         if self.image_aspect_ratio == "pad":
             pil = [expand_to_square(image, self.pad_color) for image in pil]
-        return self.image_processor(pil, return_tensors="pt")["pixel_values"]
+        return self.image_processor(pil, return_tensors="pt", **kwargs)["pixel_values"]
 
     # -- text -------------------------------------------------------------------------------------
-    def tokenize_prompt(self, prompt: str, budgets: Sequence[int]) -> list[int]:
+    def tokenize_prompt(
+        self, prompt: str, budgets: Sequence[int], add_special_tokens: bool = True
+    ) -> list[int]:
         """Token ids of one prompt, each `<image>` expanded into m_i placeholder ids.
 
         The pieces around `<image>` are tokenized separately, each with the tokenizer's special
         tokens; a leading BOS is kept once, as the release's `tokenizer_image_token` does.
         """
-        pieces = [self.tokenizer(p).input_ids for p in prompt.split(self.image_token)]
+        pieces = [
+            self.tokenizer(p, add_special_tokens=add_special_tokens).input_ids
+            for p in prompt.split(self.image_token)
+        ]
         bos = self.tokenizer.bos_token_id
         strip = int(bool(pieces[0]) and bos is not None and pieces[0][0] == bos)
         ids = pieces[0][:1] if strip else []
@@ -102,11 +107,19 @@ class MQTLlavaProcessor(ProcessorMixin):
         images: ImageInput | Sequence[ImageInput] | Sequence[Sequence[ImageInput]] | None = None,
         text: str | Sequence[str] | None = None,
         num_visual_tokens: int | Sequence[int] | None = None,
+        padding: bool | str = "longest",
         padding_side: str | None = None,
-        return_tensors: str = "pt",
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        return_tensors: str | None = "pt",
+        return_attention_mask: bool | None = None,
+        add_special_tokens: bool = True,
+        text_kwargs: dict[str, Any] | None = None,
+        images_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> BatchFeature:
-        """Builds model inputs.
+        """Builds model inputs; takes the arguments users pass to `LlavaProcessor`.
 
         Args:
             images: The images, in the order their `<image>` placeholders appear across the batch
@@ -114,22 +127,56 @@ class MQTLlavaProcessor(ProcessorMixin):
             text: One prompt or a batch of prompts, each with one `<image>` per image.
             num_visual_tokens: One budget for every image, or one per image (in [1, M]); the
                 default budget when `None`.
+            padding: `True`/`"longest"` (the default: pad to the longest prompt),
+                `"max_length"` (pad to `max_length`), or `False`/`"do_not_pad"`.
             padding_side: `"right"` (the release, training) or `"left"` (batched generation);
                 the tokenizer's setting when `None`.
-            return_tensors: Only `"pt"` is supported.
+            truncation: `True`/`"longest_first"`/`"only_first"` cuts prompts longer than
+                `max_length` on the tokenizer's `truncation_side`, if no visual token is cut.
+            max_length: The length for `padding="max_length"` and `truncation`.
+            pad_to_multiple_of: Pad lengths up to a multiple of this.
+            return_tensors: `"pt"` (the default), `"np"`, or `None` for lists.
+            return_attention_mask: Leave out `attention_mask` when `False`.
+            add_special_tokens: `False` leaves out the BOS token.
+            text_kwargs: Any of the text arguments above, as a dict (the transformers style).
+            images_kwargs: Arguments of the image processor (e.g. `do_normalize`).
 
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask`, and for images `pixel_values` and
             `num_visual_tokens` (one budget per image).
 
         Raises:
-            ValueError: For a bad budget, or prompts whose `<image>` count differs from the
-                number of images, or a prompt longer than the tokenizer's `model_max_length`.
+            ValueError: For a bad budget, prompts whose `<image>` count differs from the number
+                of images, a prompt longer than `model_max_length`, or settings that cannot apply
+                (truncation that would cut visual tokens, ragged prompts without padding as
+                tensors).
+            TypeError: For an argument the processor does not take.
         """
+        for name in ("videos", "audio", "verbose", "return_token_type_ids"):
+            if not kwargs.get(name):
+                kwargs.pop(name, None)  # None or False: nothing to do (apply_chat_template passes)
+        if text_kwargs:
+            text_kwargs = dict(text_kwargs)
+            text = _pick(text_kwargs, "text", text)
+            padding = _pick(text_kwargs, "padding", padding)
+            padding_side = _pick(text_kwargs, "padding_side", padding_side)
+            truncation = _pick(text_kwargs, "truncation", truncation)
+            max_length = _pick(text_kwargs, "max_length", max_length)
+            pad_to_multiple_of = _pick(text_kwargs, "pad_to_multiple_of", pad_to_multiple_of)
+            return_attention_mask = _pick(
+                text_kwargs, "return_attention_mask", return_attention_mask
+            )
+            add_special_tokens = _pick(text_kwargs, "add_special_tokens", add_special_tokens)
+            kwargs.update(text_kwargs)  # whatever is left is refused below
         if kwargs:
-            raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
-        if return_tensors != "pt":
-            raise ValueError(f"Only return_tensors='pt' is supported, got {return_tensors!r}.")
+            raise TypeError(
+                f"Unexpected arguments: {sorted(kwargs)}. MQTLlavaProcessor takes images, text, "
+                "num_visual_tokens, padding, padding_side, truncation, max_length, "
+                "pad_to_multiple_of, return_tensors, return_attention_mask, add_special_tokens, "
+                "text_kwargs and images_kwargs."
+            )
+        if return_tensors not in ("pt", "np", None):
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}.")
         if text is None:
             raise ValueError("text is required: a prompt with one <image> per image.")
         prompts = [text] if isinstance(text, str) else list(text)
@@ -146,14 +193,54 @@ class MQTLlavaProcessor(ProcessorMixin):
         )
         ids, start = [], 0
         for prompt, count in zip(prompts, counts, strict=True):
-            ids.append(self.tokenize_prompt(prompt, budgets[start : start + count]))
+            ids.append(
+                self.tokenize_prompt(prompt, budgets[start : start + count], add_special_tokens)
+            )
             start += count
+        if truncation not in (None, False, "do_not_truncate"):
+            ids = [self._truncate(x, truncation, max_length) for x in ids]
         self._check_length(ids)
-        data = self._pad(ids, padding_side or self.tokenizer.padding_side)
+        length = _padded_length(ids, padding, max_length, pad_to_multiple_of)
+        if length is None and return_tensors is not None and len({len(x) for x in ids}) > 1:
+            raise ValueError(
+                "The prompts have different lengths and padding is off: pass padding=True "
+                "(or return_tensors=None for lists)."
+            )
+        data = self._pad(ids, padding_side or self.tokenizer.padding_side, length)
+        if length is None and return_tensors is None:  # unpadded lists, as the tokenizer gives
+            data = {"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]}
+        if return_attention_mask is False:
+            data.pop("attention_mask")
         if flat_images:
-            data["pixel_values"] = self.preprocess_images(flat_images)
+            data["pixel_values"] = self.preprocess_images(flat_images, **(images_kwargs or {}))
             data["num_visual_tokens"] = torch.tensor(budgets, dtype=torch.long)
+        if return_tensors != "pt":
+            data = {k: _convert(v, return_tensors) for k, v in data.items()}
         return BatchFeature(data=data, tensor_type=None)
+
+    def _truncate(
+        self, ids: list[int], truncation: bool | str, max_length: int | None
+    ) -> list[int]:
+        if truncation not in (True, "longest_first", "only_first"):
+            raise ValueError(
+                "truncation must be True, 'longest_first', 'only_first' or False, "
+                f"got {truncation!r}."
+            )
+        if max_length is None:
+            raise ValueError("truncation needs max_length (the number of tokens to keep).")
+        if len(ids) <= max_length:
+            return ids
+        if getattr(self.tokenizer, "truncation_side", "right") == "right":
+            kept, cut = ids[:max_length], ids[max_length:]
+        else:
+            kept, cut = ids[-max_length:], ids[:-max_length]
+        if self.image_token_id in cut:
+            raise ValueError(
+                f"Truncating the prompt ({len(ids)} tokens, visual tokens included) to "
+                f"max_length={max_length} would cut visual tokens: raise max_length or lower "
+                "num_visual_tokens."
+            )
+        return kept
 
     def _check_length(self, ids: list[list[int]]) -> None:
         limit = self.tokenizer.model_max_length
@@ -164,10 +251,10 @@ class MQTLlavaProcessor(ProcessorMixin):
                 f"at most {limit}: shorten the text or lower num_visual_tokens."
             )
 
-    def _pad(self, ids: list[list[int]], side: str) -> dict[str, torch.Tensor]:
+    def _pad(self, ids: list[list[int]], side: str, length: int | None) -> dict[str, torch.Tensor]:
         if side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}.")
-        length = max(len(x) for x in ids)
+        length = length or max(len(x) for x in ids)
         input_ids = torch.full((len(ids), length), self.tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(ids), length), dtype=torch.long)
         for row, seq in enumerate(ids):
@@ -233,3 +320,35 @@ def _flatten_images(images) -> list[ImageInput]:
             flat.extend(item if isinstance(item, (list, tuple)) else [item])
         return flat
     return [images]
+
+
+def _pick(options: dict[str, Any], name: str, default: Any) -> Any:
+    return options.pop(name) if name in options else default
+
+
+def _convert(value: Any, return_tensors: str | None) -> Any:
+    if not isinstance(value, torch.Tensor):
+        return value
+    return value.numpy() if return_tensors == "np" else value.tolist()
+
+
+def _padded_length(
+    ids: list[list[int]], padding: bool | str, max_length: int | None, multiple: int | None
+) -> int | None:
+    """The padded length of a batch, or `None` for no padding."""
+    if padding in (False, "do_not_pad"):
+        return None
+    if padding in (True, "longest"):
+        length = max(len(x) for x in ids)
+    elif padding == "max_length":
+        if max_length is None:
+            raise ValueError("padding='max_length' needs max_length.")
+        length = max(max_length, *(len(x) for x in ids))
+    else:
+        raise ValueError(
+            "padding must be True, 'longest', 'max_length', False or 'do_not_pad', "
+            f"got {padding!r}."
+        )
+    if multiple:
+        length = -(-length // multiple) * multiple
+    return length

@@ -72,7 +72,8 @@ class LlavaLlamaTokenizer(SentencePieceBackend):
             text = SPIECE_UNDERLINE + text
         tokens = super().tokenize(text, **kwargs)
         # A text that starts with a special token: the prefix `▁` stands alone; drop it.
-        if len(tokens) > 1 and tokens[0] == SPIECE_UNDERLINE and tokens[1] in self.all_special_tokens:
+        special = self.all_special_tokens
+        if len(tokens) > 1 and tokens[0] == SPIECE_UNDERLINE and tokens[1] in special:
             tokens = tokens[1:]
         return tokens
 

@@ -218,7 +218,9 @@ def register(subparsers) -> None:
         default=16,
         help="greedy answer length limit",
     )
-    p.add_argument("--device", type=cli_args.device, help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument(
+        "--device", type=cli_args.device, help="cpu, cuda, ... (default: cuda if available)"
+    )
     cli_args.add_threads_argument(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(
@@ -247,9 +249,13 @@ def register(subparsers) -> None:
     p.add_argument("--num-visual-tokens", type=_budgets, help=budgets_help)
     p.add_argument("--token", type=_tokens, default=[0], help=token_help)
     p.add_argument(
-        "--head", type=cli_args.nonnegative_int, help="one head's map (default: the mean over heads)"
+        "--head",
+        type=cli_args.nonnegative_int,
+        help="one head's map (default: the mean over heads)",
     )
-    p.add_argument("--device", type=cli_args.device, help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument(
+        "--device", type=cli_args.device, help="cpu, cuda, ... (default: cuda if available)"
+    )
     cli_args.add_threads_argument(p)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(
