@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(CONSTRAINTS) -e ".[train,serve,viz,dev]"
+	$(BIN)/pip install --quiet $(CONSTRAINTS) -e ".[train,serve,viz,dev,quant]"
 	# lmms-eval's own requirements pull a CUDA torch and many GB: the adapter tests only need
 	# its model interface, so it is installed without dependencies (plus its logger).
 	$(BIN)/pip install --quiet --no-deps lmms-eval==0.7.3

@@ -122,24 +122,13 @@ def model_kwargs(
             )
     quantized = load_in_8bit or load_in_4bit
     if quantized:
-        flag = "--load-8bit" if load_in_8bit else "--load-4bit"
-        if not cuda:
-            raise ValueError(
-                f"{flag} needs an NVIDIA GPU (bitsandbytes kernels); this machine has none: "
-                "load without it (e.g. --dtype bf16)."
-            )
-        if device is not None and device != "auto" and torch.device(device).type != "cuda":
-            raise ValueError(f"{flag} runs on a GPU: drop --device {device} or use cuda.")
-        if importlib.util.find_spec("bitsandbytes") is None:
-            raise ValueError(
-                f"{flag} needs bitsandbytes: pip install 'mqt-llava[quant]' (or bitsandbytes)."
-            )
+        check_quantization("--load-8bit" if load_in_8bit else "--load-4bit", device)
     if device == "auto" and importlib.util.find_spec("accelerate") is None:
         raise ValueError("--device auto needs accelerate: pip install accelerate.")
     target = device or ("cuda" if cuda else "cpu")
     on_gpu = (target == "auto" and cuda) or target.startswith("cuda")
     if dtype is None:
-        dtype = torch.bfloat16 if on_gpu or quantized else torch.float32
+        dtype = torch.bfloat16 if on_gpu else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype}
     move_to = None
     if quantized:
@@ -154,7 +143,9 @@ def model_kwargs(
             bnb_4bit_use_double_quant=True,
             llm_int8_skip_modules=NOT_QUANTIZED,
         )
-        kwargs["device_map"] = "auto" if device in (None, "auto") else {"": device}
+        kwargs["device_map"] = (
+            "auto" if device == "auto" else {"": device or ("cuda" if cuda else "cpu")}
+        )
     elif device == "auto":
         kwargs["device_map"] = "auto"
     else:
@@ -162,6 +153,30 @@ def model_kwargs(
             torch.device(device) if device is not None else torch.device("cuda" if cuda else "cpu")
         )
     return kwargs, move_to
+
+
+def check_quantization(flag: str, device: str | None) -> None:
+    """Refuses 8-/4-bit loading, in one line, where this install or machine cannot run it.
+
+    bitsandbytes runs on NVIDIA GPUs and, from its multi-backend releases (0.49+), on CPUs.
+    """
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError(
+            f"{flag} needs bitsandbytes: pip install 'mqt-llava[quant]' (or bitsandbytes)."
+        )
+    import bitsandbytes
+    import torch
+
+    supported = set(getattr(bitsandbytes, "supported_torch_devices", ()) or ())
+    wanted = "cuda" if device in (None, "auto") and torch.cuda.is_available() else None
+    wanted = wanted or (torch.device(device).type if device not in (None, "auto") else "cpu")
+    if wanted not in supported:
+        where = "an NVIDIA GPU" if "cuda" in supported or not supported else "a supported device"
+        raise ValueError(
+            f"{flag}: bitsandbytes {bitsandbytes.__version__} cannot run on {wanted} here "
+            f"(it supports {', '.join(sorted(supported)) or 'no device of this machine'}); "
+            f"it needs {where}. Load without {flag}, e.g. with --dtype bf16."
+        )
 
 
 def merge(options: LoadOptions, **explicit: Any) -> LoadOptions:
