@@ -24,7 +24,7 @@ TEXT = {"model": MODEL_NAME, "messages": [user_message("hi")], "max_tokens": 2}
 class Trickle(BaseHTTPRequestHandler):
     """An allow-listed image host that sends its PNG a byte every 0.2 s (never times out a read)."""
 
-    def do_GET(self):  # noqa: N802 (the http.server API)
+    def do_GET(self):
         data = png_bytes()
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))

@@ -224,7 +224,8 @@ NEW_CASES = [
                                         '"content": [{"type": "image_url", "image_url": '
                                         '{"url": "\\ud800.png"}}]}]}'), {}, 400, "invalid_json",
      None),
-    ("path-too-long", encoded(with_image("a" * 5000 + ".png")), {}, 400, "invalid_image_url", IMAGE),
+    ("path-too-long", encoded(with_image("a" * 5000 + ".png")), {}, 400, "invalid_image_url",
+     IMAGE),
     ("path-component-too-long", encoded(with_image("b" * 300 + "/x.png")), {}, 400,
      "invalid_image_url", IMAGE),
     ("path-too-deep", encoded(with_image("d/" * 3000 + "x.png")), {}, 400, "invalid_image_url",
