@@ -39,6 +39,8 @@ def _hosts(text: str) -> frozenset[str]:
 
 def run_serve(args: argparse.Namespace) -> None:
     _quiet_transformers()
+    import dataclasses
+
     from .image_sources import ImagePolicy
     from .protocol import Limits
     from .server import ServerSettings, serve
@@ -57,6 +59,9 @@ def run_serve(args: argparse.Namespace) -> None:
     settings = ServerSettings(
         model_name="", limits=limits, images=policy, request_timeout=args.request_timeout
     )
+    if args.allowed_hosts is not None:  # "*": any Host header
+        hosts = None if "*" in args.allowed_hosts else args.allowed_hosts
+        settings = dataclasses.replace(settings, allowed_hosts=hosts)
     serve(
         args.model, args.host, args.port, args.api_key, args.model_name, settings,
         args.max_queue, args.max_batch, args.device,
@@ -101,6 +106,12 @@ def register(subparsers) -> None:
         type=_hosts,
         default=frozenset(),
         help="comma-separated hosts whose http(s) image URLs may be fetched (default: none)",
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        type=_hosts,
+        help="comma-separated Host header names accepted, '*' for any (default: loopback names, "
+        "plus --host when it is one address; any when --host is 0.0.0.0 or ::)",
     )
     p.add_argument(
         "--image-dir", type=Path, help="folder that local image paths may point into (default: off)"

@@ -53,3 +53,30 @@ def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
 def user_message(text: str, *image_urls: str) -> dict:
     parts = [{"type": "image_url", "image_url": {"url": url}} for url in image_urls]
     return {"role": "user", "content": [*parts, {"type": "text", "text": text}]}
+
+
+def jpeg_bytes(size: int = 32, seed: int = 0, **save_options) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", **save_options)
+    return buffer.getvalue()
+
+
+def many_scan_jpeg(scans: int = 3000, size: int = 64) -> bytes:
+    """A progressive JPEG whose last refinement scan is repeated: tiny, slow to decode."""
+    data = jpeg_bytes(size, progressive=True)
+    last_scan = data.rindex(b"\xff\xda")
+    end = data.rindex(b"\xff\xd9")
+    return data[:end] + data[last_scan:end] * (scans - 1) + data[end:]
+
+
+def corrupt_exif_jpeg() -> bytes:
+    """A good JPEG whose EXIF block is not TIFF data (decodes; the EXIF cannot be parsed)."""
+    return jpeg_bytes(32, exif=b"Exif\x00\x00XX\x00*\x00\x00\x00\x08")
+
+
+def elongated_png(width: int, height: int) -> bytes:
+    """A real (decodable) PNG of width x height, e.g. 1 x 10000: ~100 bytes."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 10, 10)).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()

@@ -52,3 +52,19 @@ def test_ui_launches_locally_without_sharing(tiny_model_dir, monkeypatch):
     assert main(["ui", "--model", str(tiny_model_dir), "--port", "7999"]) == 0
     assert launched["server_name"] == "127.0.0.1" and launched["server_port"] == 7999
     assert launched["share"] is False and launched["ssr_mode"] is False
+
+
+def test_serve_host_allow_list(tiny_model_dir, monkeypatch):
+    launched = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: launched.update(app=app, **kw))
+    allowed = lambda: launched["app"].state.settings.allowed_hosts  # noqa: E731
+    assert main(["serve", "--model", str(tiny_model_dir)]) == 0
+    assert allowed() == {"localhost", "127.0.0.1", "::1"}  # loopback: its own names only
+    assert launched["timeout_keep_alive"] > 0 and launched["http"].header_timeout > 0
+    assert main(["serve", "--model", str(tiny_model_dir), "--host", "10.1.2.3"]) == 0
+    assert "10.1.2.3" in allowed() and "evil.example" not in allowed()
+    assert main(["serve", "--model", str(tiny_model_dir), "--host", "0.0.0.0"]) == 0
+    assert allowed() is None  # every interface: names unknown unless listed
+    argv = ["serve", "--model", str(tiny_model_dir), "--allowed-hosts", "My.Host, localhost"]
+    assert main(argv) == 0 and allowed() == {"my.host", "localhost"}
+    assert main([*argv[:3], "--allowed-hosts", "*"]) == 0 and allowed() is None
