@@ -16,6 +16,7 @@ seeded, when it runs out), so a curriculum needs `training.max_steps`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+
 import torch
 from torch.utils.data import Sampler
 

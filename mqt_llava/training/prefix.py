@@ -15,7 +15,9 @@ import torch
 from transformers import DynamicCache
 
 
-def shared_prefix_length(input_ids: torch.Tensor, attention_mask: torch.Tensor, stop_id: int) -> int:
+def shared_prefix_length(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, stop_id: int
+) -> int:
     """Length of the token prefix that every row shares, ending before the first `stop_id`.
 
     Args:

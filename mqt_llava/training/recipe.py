@@ -26,8 +26,8 @@ from .builder import (
     trainable_summary,
 )
 from .checks import check_applicable
-from .curriculum import PhasedBudgets
 from .config import CONFIGS_DIR, RecipeConfig, to_dict
+from .curriculum import PhasedBudgets
 from .features import install_feature_cache
 from .logs import JsonLinesLogger
 from .sampler import BudgetSampler
@@ -132,9 +132,14 @@ def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> T
     args = training_arguments(config)
     resume = resolve_resume(config.resume, args.output_dir)
     if args.deepspeed:
-        # ZeRO-3 partitions the model as it is built, which needs the process group first
-        # (otherwise DeepSpeed sees world size 1 and rejects the batch-size arithmetic).
-        _ = args.device
+        # ZeRO-3 partitions the model as it is built, which needs DeepSpeed's process group
+        # first (otherwise it sees world size 1 and rejects the batch-size arithmetic).
+        import deepspeed
+
+        _ = args.device  # torch's process group, as the Trainer sets it up
+        deepspeed.init_distributed(
+            dist_backend=args.ddp_backend or ("gloo" if args.use_cpu else None)
+        )
     set_seed(config.seed)  # random parts of model_init are part of the run
     model, processor = build_model(config.model, config.model_init)
     if config.connector_init is not None:
@@ -258,6 +263,7 @@ def _write_export(trainer: MQTTrainer, config: RecipeConfig, model, processor, o
         trainer.save_model(str(out))  # gathers FSDP / ZeRO-3 shards; saves the processor too
     if config.export.connector:
         state = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # collective
+        state = state or {}  # ZeRO-3 gathers onto the main process only: None elsewhere
         prefix = "connector."
         connector = {k[len(prefix) :]: _full(v) for k, v in state.items() if k.startswith(prefix)}
         if trainer.args.should_save:

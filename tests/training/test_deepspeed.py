@@ -20,9 +20,9 @@ import pytest
 
 pytest.importorskip("deepspeed")
 
-from mqt_llava.training.config import load_recipe  # noqa: E402
-from mqt_llava.training.logs import read_log, read_losses  # noqa: E402
-from mqt_llava.training.recipe import train  # noqa: E402
+from mqt_llava.training.config import load_recipe
+from mqt_llava.training.logs import read_log, read_losses
+from mqt_llava.training.recipe import train
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 4
@@ -90,9 +90,7 @@ def single(tmp_path_factory, tiny_dir, records_dir) -> list[float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["zero2", "zero3"])
-def test_two_process_zero_run_matches_one_process(
-    stage, single, tmp_path, tiny_dir, records_dir
-):
+def test_two_process_zero_run_matches_one_process(stage, single, tmp_path, tiny_dir, records_dir):
     out = tmp_path / "run"
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("name: deepspeed-test\n")
