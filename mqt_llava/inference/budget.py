@@ -416,7 +416,8 @@ def ask_auto(
     """
     if temperature != 0:
         raise ValueError(
-            f"num_visual_tokens='auto' answers greedily (temperature 0), got temperature={temperature}."
+            "num_visual_tokens='auto' answers greedily (temperature 0), got "
+            f"temperature={temperature}."
         )
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
@@ -441,6 +442,7 @@ def print_answers(
     """`mqt-llava ask --num-visual-tokens ...` with `auto` among the budgets: one line each."""
     import time
 
+    budgets = [check_budget(m, vlm.max_visual_tokens) for m in budgets]  # all, before any work
     print(f"{'tokens':>8}  {'seconds':>7}  {'GFLOPs':>7}  answer")
     cost = PrefillCost(vlm.model.config)
     for m in budgets:
@@ -451,7 +453,6 @@ def print_answers(
             label, gflops = f"auto:{answer.num_visual_tokens}", answer.prefill_gflops
             note = f"  [{answer.policy}, tried {tried}]"
         else:
-            m = check_num_visual_tokens(m, vlm.max_visual_tokens)
             answer = vlm.ask(image, question, m, max_new_tokens)
             label, note = str(m), ""
             prompt = vlm.processor.build_prompt(question, num_images=1, template=vlm.template)

@@ -31,7 +31,10 @@ def test_python_api_returns_the_budget_used(vlm, examples):
     image, question = examples[0]
     answer = vlm.ask(image, question, num_visual_tokens="auto", budget_policy=ALWAYS)
     assert isinstance(answer, AutoAnswer) and isinstance(answer, str)
-    assert answer.num_visual_tokens == 64 and [a.num_visual_tokens for a in answer.attempts] == [1, 64]
+    assert answer.num_visual_tokens == 64 and [a.num_visual_tokens for a in answer.attempts] == [
+        1,
+        64,
+    ]
     assert answer == vlm.ask(image, question, num_visual_tokens=64)
     assert answer.usage()["prefill_gflops"] > 0
     default = vlm.ask(image, question, num_visual_tokens="auto")  # the model's default policy
@@ -74,7 +77,9 @@ def shapes_data(tmp_path_factory):
     return folder
 
 
-def test_eval_writes_accuracy_mean_budget_and_prefill_flops(shapes_data, tmp_path, policy_file, capsys):
+def test_eval_writes_accuracy_mean_budget_and_prefill_flops(
+    shapes_data, tmp_path, policy_file, capsys
+):
     out = tmp_path / "run"
     argv = ["eval", "--benchmark", "shapes", "--data", str(shapes_data), "--out", str(out),
             "--num-visual-tokens", "4,auto", "--budget-policy", policy_file(ONE_RUNG),
@@ -87,7 +92,9 @@ def test_eval_writes_accuracy_mean_budget_and_prefill_flops(shapes_data, tmp_pat
     assert auto["score"] == fixed["score"]  # a one-rung ladder at 4 is fixed m = 4
     assert auto["mean_num_visual_tokens"] == 4 and auto["mean_attempts"] == 1
     records = [json.loads(line) for line in (out / "answers_auto.jsonl").read_text().splitlines()]
-    fixed_records = [json.loads(line) for line in (out / "answers_m4.jsonl").read_text().splitlines()]
+    fixed_records = [
+        json.loads(line) for line in (out / "answers_m4.jsonl").read_text().splitlines()
+    ]
     assert [r["text"] for r in records] == [r["text"] for r in fixed_records]
     mean = sum(r["metadata"]["prefill_gflops"] for r in records) / len(records)
     assert auto["mean_prefill_gflops"] == pytest.approx(mean)
@@ -97,8 +104,20 @@ def test_eval_writes_accuracy_mean_budget_and_prefill_flops(shapes_data, tmp_pat
 
 def test_eval_auto_counts_every_attempt(shapes_data, tmp_path, policy_file):
     out = tmp_path / "run"
-    argv = ["eval", "--benchmark", "shapes", "--data", str(shapes_data), "--out", str(out),
-            "--num-visual-tokens", "auto", "--budget-policy", policy_file(ALWAYS), "--no-progress"]
+    argv = [
+        "eval",
+        "--benchmark",
+        "shapes",
+        "--data",
+        str(shapes_data),
+        "--out",
+        str(out),
+        "--num-visual-tokens",
+        "auto",
+        "--budget-policy",
+        policy_file(ALWAYS),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     (auto,) = json.loads((out / "metrics.json").read_text())["results"]
     assert auto["mean_attempts"] == 2 and auto["mean_num_visual_tokens"] == 64
@@ -118,7 +137,10 @@ MODEL_NAME = "shapes"
 
 def _body(image_uri: str, **extra) -> dict:
     question = "What colour is the square? Answer the question using a single word or phrase."
-    parts = [{"type": "image_url", "image_url": {"url": image_uri}}, {"type": "text", "text": question}]
+    parts = [
+        {"type": "image_url", "image_url": {"url": image_uri}},
+        {"type": "text", "text": question},
+    ]
     message = {"role": "user", "content": parts}
     return {"model": MODEL_NAME, "messages": [message], "max_tokens": 4, **extra}
 
@@ -173,7 +195,9 @@ def test_engine_batch_mixing_auto_and_fixed(vlm, examples):
     events: dict[str, list] = {"auto": [], "fixed": []}
     image = Image.open(examples[0][0]).convert("RGB")
     question = examples[0][1]
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}
+    ]
     jobs = {
         name: engine.prepare(messages, [image], budget, SamplingParams(), events[name].append)
         for name, budget in (("auto", "auto"), ("fixed", 8))
@@ -188,8 +212,13 @@ def test_engine_batch_mixing_auto_and_fixed(vlm, examples):
     finally:
         engine.stop()
     assert engine.stats["largest_batch"] == 2 and engine.stats["completed"] == 2
-    texts = {n: "".join(e.text for e in ev if not isinstance(e, Finished)) for n, ev in events.items()}
+    texts = {
+        n: "".join(e.text for e in ev if not isinstance(e, Finished)) for n, ev in events.items()
+    }
     assert texts["auto"] == vlm.ask(examples[0][0], question, 64, max_new_tokens=4)
     assert texts["fixed"] == vlm.ask(examples[0][0], question, 8, max_new_tokens=4)
-    assert jobs["auto"].budgets == [64] and jobs["auto"].budget_usage["attempted_budgets"] == [1, 64]
+    assert jobs["auto"].budgets == [64] and jobs["auto"].budget_usage["attempted_budgets"] == [
+        1,
+        64,
+    ]
     assert jobs["fixed"].budget_usage["attempted_budgets"] == [8]
