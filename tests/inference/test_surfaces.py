@@ -11,7 +11,7 @@ import pytest
 
 from mqt_llava.cli import main
 from mqt_llava.data.shapes import generate_shapes_dataset
-from mqt_llava.inference.budget import AutoAnswer
+from mqt_llava.inference.auto import AutoAnswer
 
 ALWAYS = {"policy": "escalation", "ladder": [1, 64], "threshold": 1.0}  # both rungs, always
 ONE_RUNG = {"policy": "escalation", "ladder": [4], "threshold": 0.5}  # auto that is always m=4
