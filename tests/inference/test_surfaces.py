@@ -222,3 +222,14 @@ def test_engine_batch_mixing_auto_and_fixed(vlm, examples):
         64,
     ]
     assert jobs["fixed"].budget_usage["attempted_budgets"] == [8]
+
+
+def test_report_leaves_auto_rows_out(shapes_data, tmp_path, policy_file):
+    out = tmp_path / "run"
+    argv = ["eval", "--benchmark", "shapes", "--data", str(shapes_data), "--out", str(out),
+            "--num-visual-tokens", "2,auto", "--budget-policy", policy_file(ONE_RUNG),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    table = (tmp_path / "report" / "results.md").read_text()
+    assert "auto" not in table and "2" in table
