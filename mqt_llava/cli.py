@@ -75,7 +75,7 @@ def ask(
     vlm = load(model, device=device)
     budgets = num_visual_tokens or [vlm.model.config.num_visual_tokens]
     if AUTO in budgets:  # a budget chosen per request: mqt_llava.inference.budget
-        from .inference.budget import print_answers
+        from .inference.auto import print_answers
 
         return print_answers(vlm, picture, question, budgets, max_new_tokens, budget_policy)
     budgets = [check_num_visual_tokens(m, vlm.max_visual_tokens) for m in budgets]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import platform
 import sys
 import time
@@ -118,13 +117,17 @@ def as_table(data: dict):
 
 
 def escalation_settings(budgets):
-    """Every ladder of 2-4 swept budgets ending at 16, 32 or 64, both confidences, all thresholds."""
+    """Every ladder of 2-4 swept budgets ending at 16 or more, both confidences, all thresholds."""
     for size in (2, 3, 4):
         for ladder in itertools.combinations(budgets, size):
             if ladder[-1] >= 16:
                 for confidence in ("first_token", "mean_prob"):
                     for threshold in THRESHOLDS:
-                        yield {"ladder": list(ladder), "threshold": threshold, "confidence": confidence}
+                        yield {
+                            "ladder": list(ladder),
+                            "threshold": threshold,
+                            "confidence": confidence,
+                        }
 
 
 def spread(items, count):
@@ -167,6 +170,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
     parser.add_argument("--limit", type=int, help="only the first N questions of each split")
+    parser.add_argument("--val-limit", type=int, help="only N val questions")
     parser.add_argument("--router-limit", type=int, help="only N router-training questions")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--probe", type=int, default=4, help="router's visual-token budget")
@@ -191,7 +195,7 @@ def main(argv=None) -> int:
     cost = PrefillCost(vlm.model.config)
     splits = {  # test first: the fixed budgets and the oracle need nothing else
         "test": ([args.data / "test.json"], args.limit),
-        "val": ([args.data / "val.json"], args.limit),
+        "val": ([args.data / "val.json"], args.val_limit or args.limit),
         "router": ([args.router_data / "test.json"], args.router_limit or args.limit),
     }
     sweeps = {}
@@ -228,28 +232,47 @@ def main(argv=None) -> int:
 
     families = {}
     for confidence in ("first_token", "mean_prob"):
-        candidates = [(s, esc(s)) for s in escalation_settings(BUDGETS) if s["confidence"] == confidence]
+        candidates = [
+            (s, esc(s)) for s in escalation_settings(BUDGETS) if s["confidence"] == confidence
+        ]
         families[f"escalation ({confidence})"] = calibrate(val, test, candidates, 7, target)
     slacks = [0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0]
     families["router"] = calibrate(val, test, [({"slack": s}, rout(s)) for s in slacks], 7, target)
     oracle = oracle_point(test)
-    best_fixed = max((p for p in fixed_test if p.gflops <= oracle.gflops), key=lambda p: p.accuracy, default=fixed_test[0])
+    best_fixed = max(
+        (p for p in fixed_test if p.gflops <= oracle.gflops),
+        key=lambda p: p.accuracy,
+        default=fixed_test[0],
+    )
 
     latency = []
     if args.bench is not None:
         model = CostModel.from_bench(args.bench)
         text = np.asarray(sweeps["test"]["text_tokens"])
-        for ms in np.quantile([model.predict_ms(t + m) for t in text[:1] for m in BUDGETS], [0.1, 0.3, 0.5, 0.7, 0.9]):
-            choice = [max([m for m in BUDGETS if model.predict_ms(t + m) <= ms] or [1]) for t in text]
-            latency.append({"max_prefill_ms": round(float(ms), 3), "test": asdict(chosen_point(f"latency ≤{ms:.2f} ms", test, choice))})
+        for ms in np.quantile(
+            [model.predict_ms(t + m) for t in text[:1] for m in BUDGETS], [0.1, 0.3, 0.5, 0.7, 0.9]
+        ):
+            choice = [
+                max([m for m in BUDGETS if model.predict_ms(t + m) <= ms] or [1]) for t in text
+            ]
+            latency.append(
+                {
+                    "max_prefill_ms": round(float(ms), 3),
+                    "test": asdict(chosen_point(f"latency ≤{ms:.2f} ms", test, choice)),
+                }
+            )
 
-    for name, rows in families.items():
+    for rows in families.values():
         for row in rows:
             curve = interpolate_fixed(fixed_test, row["test"]["gflops"])
             row["fixed_curve_test"] = curve
             row["above_fixed_curve_test"] = bool(row["test"]["accuracy"] > curve)
     result = {
-        "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "machine": {
+            "cpu": cpu_model(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
         "sweep_seconds": {name: data["seconds"] for name, data in sweeps.items()},
         "questions": {name: len(data["types"]) for name, data in sweeps.items()},
         "fixed_val": [asdict(p) for p in fixed_val],
@@ -268,9 +291,14 @@ def main(argv=None) -> int:
     for name, rows in families.items():
         for row in rows:
             if row["matched"]:
-                slug = name.split()[0] + ("_" + row["setting"]["confidence"] if "confidence" in row["setting"] else "")
-                spec = (Escalation(**row["setting"]).to_dict() if "ladder" in row["setting"]
-                        else {**Router(net, BUDGETS, args.probe, row["setting"]["slack"]).to_dict()})
+                slug = name.split()[0] + (
+                    "_" + row["setting"]["confidence"] if "confidence" in row["setting"] else ""
+                )
+                spec = (
+                    Escalation(**row["setting"]).to_dict()
+                    if "ladder" in row["setting"]
+                    else {**Router(net, BUDGETS, args.probe, row["setting"]["slack"]).to_dict()}
+                )
                 (args.out / f"policy_{slug}.json").write_text(json.dumps(spec, indent=2) + "\n")
     from budget_frontier_report import write_report
 

@@ -22,10 +22,12 @@ def write_report(result: dict, out: Path) -> list[Path]:
     ]
 
     def row(name: str, setting: str, val: str, p: dict, above: str) -> str:
+        share = 100 * p["gflops"] / full["gflops"]
+        llm_share = 100 * p["llm_gflops"] / full["llm_gflops"]
         return (
             f"| {name} | {setting} | {val} | {p['accuracy']:.2f} | {p['mean_budget']:.1f} "
-            f"| {p['mean_attempts']:.2f} | {p['gflops']:.4f} | {100 * p['gflops'] / full['gflops']:.1f} % "
-            f"| {p['llm_gflops']:.4f} | {100 * p['llm_gflops'] / full['llm_gflops']:.1f} % | {above} |"
+            f"| {p['mean_attempts']:.2f} | {p['gflops']:.4f} | {share:.1f} % "
+            f"| {p['llm_gflops']:.4f} | {llm_share:.1f} % | {above} |"
         )
 
     for p, v in zip(fixed, result["fixed_val"], strict=True):
@@ -34,7 +36,15 @@ def write_report(result: dict, out: Path) -> list[Path]:
         for r in rows:
             tag = " **(matched)**" if r["matched"] else ""
             above = "yes" if r["above_fixed_curve_test"] else "no"
-            lines.append(row(name + tag, _setting(r["setting"]), f"{r['val']['accuracy']:.2f}", r["test"], above))
+            lines.append(
+                row(
+                    name + tag,
+                    _setting(r["setting"]),
+                    f"{r['val']['accuracy']:.2f}",
+                    r["test"],
+                    above,
+                )
+            )
     for r in result["latency"]:
         lines.append(row("latency target", f"≤ {r['max_prefill_ms']:g} ms", "—", r["test"], "—"))
     lines.append(row("oracle", "smallest right m", "—", result["oracle_test"], "—"))
@@ -50,15 +60,48 @@ def write_report(result: dict, out: Path) -> list[Path]:
         (axes[0], "gflops", "mean prefill GFLOPs per question (vision + connector + LLM)"),
         (axes[1], "llm_gflops", "mean LLM prefill GFLOPs per question (all attempts)"),
     ):
-        ax.plot([p[key] for p in fixed], [p["accuracy"] for p in fixed], "o-", color="black", label="fixed m")
+        ax.plot(
+            [p[key] for p in fixed],
+            [p["accuracy"] for p in fixed],
+            "o-",
+            color="black",
+            label="fixed m",
+        )
         for p in fixed:
-            ax.annotate(f"{int(p['mean_budget'])}", (p[key], p["accuracy"]), textcoords="offset points", xytext=(-4, -12), fontsize=8)
-        for (name, rows), marker in zip(result["families"].items(), ("s--", "^--", "D--"), strict=False):
-            ax.plot([r["test"][key] for r in rows], [r["test"]["accuracy"] for r in rows], marker, label=name)
+            ax.annotate(
+                f"{int(p['mean_budget'])}",
+                (p[key], p["accuracy"]),
+                textcoords="offset points",
+                xytext=(-4, -12),
+                fontsize=8,
+            )
+        for (name, rows), marker in zip(
+            result["families"].items(), ("s--", "^--", "D--"), strict=False
+        ):
+            ax.plot(
+                [r["test"][key] for r in rows],
+                [r["test"]["accuracy"] for r in rows],
+                marker,
+                label=name,
+            )
         if result["latency"]:
-            ax.plot([r["test"][key] for r in result["latency"]], [r["test"]["accuracy"] for r in result["latency"]], "x", color="grey", label="latency target")
+            ax.plot(
+                [r["test"][key] for r in result["latency"]],
+                [r["test"]["accuracy"] for r in result["latency"]],
+                "x",
+                color="grey",
+                label="latency target",
+            )
         o = result["oracle_test"]
-        ax.plot([o[key]], [o["accuracy"]], "*", markersize=14, color="gold", markeredgecolor="black", label="oracle")
+        ax.plot(
+            [o[key]],
+            [o["accuracy"]],
+            "*",
+            markersize=14,
+            color="gold",
+            markeredgecolor="black",
+            label="oracle",
+        )
         ax.set_xlabel(label)
         ax.set_ylabel("ShapesVQA test accuracy (%)")
         ax.grid(alpha=0.3)

@@ -31,7 +31,12 @@ def load_runs(runs: list[Path]) -> list[dict[str, Any]]:
         path = run / METRICS_FILE if run.is_dir() else run
         if not path.is_file():
             raise FileNotFoundError(f"{run}: no {METRICS_FILE}; run `mqt-llava eval` first")
-        loaded.append(json.loads(path.read_text(encoding="utf-8")))
+        run_metrics = json.loads(path.read_text(encoding="utf-8"))
+        # The budget x benchmark table has fixed budgets only: "auto" rows are left out.
+        run_metrics["results"] = [
+            r for r in run_metrics["results"] if isinstance(r["num_visual_tokens"], int)
+        ]
+        loaded.append(run_metrics)
     return loaded
 
 

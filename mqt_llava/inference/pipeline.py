@@ -163,7 +163,7 @@ class MQTLlava:
             `num_visual_tokens` is the budget used.
         """
         if isinstance(num_visual_tokens, str) and num_visual_tokens.strip().lower() == "auto":
-            from .budget import ask_auto
+            from .auto import ask_auto
 
             return ask_auto(self, image, question, max_new_tokens, temperature, budget_policy)
         inputs = self._inputs(image, question, num_visual_tokens)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -23,10 +24,10 @@ from mqt_llava.inference.policies.simulate import (
     SweepTable,
     chosen_point,
     escalation_point,
+    fixed_points,
     interpolate_fixed,
     oracle_point,
     pareto,
-    fixed_points,
 )
 
 
@@ -75,7 +76,9 @@ def test_cost_model_fits_a_bench_result_and_the_target_picks_the_largest_fitting
     policy = LatencyTarget(max_prefill_ms=ms, cost_model=model)
     row = RowContext(prompts[0], visual[0], text)
     assert policy.first([row], vlm.model, vlm.processor) == [20]
-    assert LatencyTarget(max_prefill_ms=0.001, cost_model=model).first([row], vlm.model, None) == [1]
+    assert LatencyTarget(max_prefill_ms=0.001, cost_model=model).first([row], vlm.model, None) == [
+        1
+    ]
     cost = PrefillCost(vlm.model.config)
     flops = LatencyTarget(max_prefill_gflops=cost.fixed_gflops(text, 8), ladder=[1, 4, 8, 16, 64])
     assert flops.first([row], vlm.model, None) == [8]
@@ -107,7 +110,9 @@ def test_bench_file_errors(tmp_path):
 
 def test_policy_files(tmp_path):
     assert isinstance(load_policy(None, tmp_path), Escalation)  # no file: the default
-    (tmp_path / POLICY_FILE).write_text('{"policy": "escalation", "ladder": [2, 32], "threshold": 0.5}')
+    (tmp_path / POLICY_FILE).write_text(
+        '{"policy": "escalation", "ladder": [2, 32], "threshold": 0.5}'
+    )
     policy = load_policy(None, tmp_path)
     assert policy.ladder == [2, 32] and policy.threshold == 0.5
     assert load_policy(policy.to_dict()).to_dict() == policy.to_dict()
@@ -151,4 +156,4 @@ def test_replay_equals_the_real_escalation(vlm, encoded):
     assert chosen_point("x", table, [64] * 4).accuracy == 100 * table.correct[:, 3].mean()
     assert interpolate_fixed(fixed, fixed[1].gflops) == pytest.approx(fixed[1].accuracy)
     front = pareto(fixed)
-    assert all(a.accuracy < b.accuracy for a, b in zip(front, front[1:]))
+    assert all(a.accuracy < b.accuracy for a, b in itertools.pairwise(front))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,12 +37,14 @@ class Escalation(BudgetPolicy):
         confidence: str = "first_token",
     ):
         ladder = [int(m) for m in ladder]
-        if not ladder or any(b <= a for a, b in zip(ladder, ladder[1:])) or ladder[0] < 1:
+        if not ladder or any(b <= a for a, b in itertools.pairwise(ladder)) or ladder[0] < 1:
             raise ValueError(f"ladder must be increasing budgets >= 1, got {ladder}.")
         if not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}.")
         if confidence not in CONFIDENCES:
-            raise ValueError(f"confidence must be one of {', '.join(CONFIDENCES)}, got {confidence!r}.")
+            raise ValueError(
+                f"confidence must be one of {', '.join(CONFIDENCES)}, got {confidence!r}."
+            )
         self.ladder, self.threshold, self.confidence = ladder, float(threshold), confidence
 
     def score(self, attempt: Attempt) -> float:

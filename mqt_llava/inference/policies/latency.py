@@ -38,7 +38,9 @@ class CostModel:
         """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"cost model: {path} not found (write one with `mqt-llava bench --out FILE`)")
+            raise FileNotFoundError(
+                f"cost model: {path} not found (write one with `mqt-llava bench --out FILE`)"
+            )
         try:
             rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
             points = [(float(r["context_tokens"]), float(r["prefill_ms"])) for r in rows]
@@ -129,4 +131,6 @@ class LatencyTarget(BudgetPolicy):
             cost = CostModel.from_bench(path if path.is_absolute() or base is None else base / path)
         elif isinstance(cost, dict):
             cost = CostModel(float(cost["intercept_ms"]), float(cost["per_token_ms"]), "inline")
-        return cls(spec.get("max_prefill_ms"), spec.get("max_prefill_gflops"), cost, spec.get("ladder"))
+        return cls(
+            spec.get("max_prefill_ms"), spec.get("max_prefill_gflops"), cost, spec.get("ladder")
+        )

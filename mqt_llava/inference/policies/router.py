@@ -10,6 +10,7 @@ rung whose predicted probability is within `slack` of the best rung's.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ class Router(BudgetPolicy):
 
     def __init__(self, net: RouterNet, ladder: Sequence[int], probe: int = 4, slack: float = 0.0):
         self.net, self.ladder = net.eval(), [int(m) for m in ladder]
-        if any(b <= a for a, b in zip(self.ladder, self.ladder[1:])):
+        if any(b <= a for a, b in itertools.pairwise(self.ladder)):
             raise ValueError(f"ladder must be increasing, got {self.ladder}.")
         if not 0.0 <= slack <= 1.0:
             raise ValueError(f"slack must be in [0, 1], got {slack}.")
@@ -124,7 +125,9 @@ class Router(BudgetPolicy):
     def first(self, rows: Sequence[RowContext], model, processor) -> list[int]:
         big_m = model.config.num_queries
         if self.ladder[-1] > big_m or self.probe > big_m:
-            raise ValueError(f"router ladder {self.ladder} / probe {self.probe} exceed M = {big_m}.")
+            raise ValueError(
+                f"router ladder {self.ladder} / probe {self.probe} exceed M = {big_m}."
+            )
         probs = self.predict(router_features(model, processor, rows, self.probe))
         return choose(probs, self.ladder, self.slack)
 
