@@ -39,7 +39,9 @@ LINEAR_SUFFIXES = (
     "mlp.fc1",
     "mlp.fc2",
 )
-TOLERANCE = 2e-5  # max |diff| of the last hidden state accepted against ONNX Runtime
+# Max |diff| of the last hidden state accepted against ONNX Runtime (values up to ~10): float32
+# sums in another order; 1.6e-5 on the check inputs and 2.2e-5 on the example image were seen.
+TOLERANCE = 5e-5
 
 
 @dataclass
