@@ -94,7 +94,10 @@ class MQTLlavaProcessor(ProcessorMixin):
             for p in prompt.split(self.image_token)
         ]
         bos = self.tokenizer.bos_token_id
-        strip = int(bool(pieces[0]) and bos is not None and pieces[0][0] == bos)
+        # Only a BOS that the tokenizer adds itself is dropped: ChatML tokenizers (SmolLM2) add
+        # none, and their bos_token `<|im_start|>` is prompt text that must stay.
+        adds_bos = bos is not None and self.tokenizer("").input_ids[:1] == [bos]
+        strip = int(adds_bos and bool(pieces[0]) and pieces[0][0] == bos)
         ids = pieces[0][:1] if strip else []
         for i, piece in enumerate(pieces):
             if i > 0:

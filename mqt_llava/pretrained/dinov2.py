@@ -15,6 +15,7 @@ extra output and compares it with `Dinov2Model.last_hidden_state`.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,9 @@ LINEAR_SUFFIXES = (
     "mlp.fc1",
     "mlp.fc2",
 )
-TOLERANCE = 2e-5  # max |diff| of the last hidden state accepted against ONNX Runtime
+# Max |diff| of the last hidden state accepted against ONNX Runtime (values up to ~10): float32
+# sums in another order; 1.6e-5 on the check inputs and 2.2e-5 on the example image were seen.
+TOLERANCE = 5e-5
 
 
 @dataclass
@@ -83,8 +86,10 @@ def read_onnx_state_dict(onnx_model) -> dict[str, torch.Tensor]:
     for node in graph.node:
         # `x @ W + b`: the Add that holds a linear layer's named bias
         bias = next((i for i in node.input if i.endswith(".bias") and i in arrays), None)
-        if node.op_type != "Add" or bias is None or not bias[len(PREFIX) :].endswith(
-            tuple(s + ".bias" for s in LINEAR_SUFFIXES)
+        if (
+            node.op_type != "Add"
+            or bias is None
+            or not bias[len(PREFIX) :].endswith(tuple(s + ".bias" for s in LINEAR_SUFFIXES))
         ):
             continue
         other = next(i for i in node.input if i != bias)
@@ -197,8 +202,13 @@ def check_inputs(seed: int = 0) -> np.ndarray:
     """Two deterministic inputs: a photo-like smooth image and white noise (normalised)."""
     gen = torch.Generator().manual_seed(seed)
     ramp = torch.linspace(-2, 2, IMAGE_SIZE)
-    smooth = torch.stack([ramp[None, :].expand(IMAGE_SIZE, -1), ramp[:, None].expand(-1, IMAGE_SIZE),
-                          torch.sin(3 * ramp)[None, :] * torch.cos(2 * ramp)[:, None]])
+    smooth = torch.stack(
+        [
+            ramp[None, :].expand(IMAGE_SIZE, -1),
+            ramp[:, None].expand(-1, IMAGE_SIZE),
+            torch.sin(3 * ramp)[None, :] * torch.cos(2 * ramp)[:, None],
+        ]
+    )
     noise = torch.randn(3, IMAGE_SIZE, IMAGE_SIZE, generator=gen)
     return torch.stack([smooth, noise]).numpy().astype(np.float32)
 
@@ -220,7 +230,7 @@ def convert_dinov2(onnx_path: Path, out: Path) -> Dinov2Report:
     state = read_onnx_state_dict(onnx_model)
     pixels = check_inputs()
     reference = torch.from_numpy(onnx_reference(onnx_model, pixels))
-    source_side = int(round((state["embeddings.position_embeddings"].shape[1] - 1) ** 0.5))
+    source_side = math.isqrt(state["embeddings.position_embeddings"].shape[1] - 1)
     source = load_tower(state, source_side * PATCH_SIZE)
     state["embeddings.position_embeddings"] = resample_positions(source, IMAGE_SIZE)
     tower = load_tower(state, IMAGE_SIZE)

@@ -16,7 +16,23 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from ..model.chat_templates import _TEXT
+
 CHECK_QUESTION = "What is the capital of France?"
+SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+# SmolLM2's own template (ChatML with a default system turn), extended to messages whose content is
+# a list of parts: each image part renders as `<image>\n` before the text, as LLaVA places it. For
+# string contents it renders exactly what the GGUF's template renders (tests/pretrained check it).
+SMOLLM2_IMAGE_TEMPLATE = (
+    _TEXT + "{%- for message in messages -%}"
+    "{%- if loop.first and messages[0]['role'] != 'system' -%}"
+    "{{- '<|im_start|>system\n" + SMOLLM2_SYSTEM + "<|im_end|>\n' -}}"
+    "{%- endif -%}"
+    "{{- '<|im_start|>' + message['role'] + '\n' + images(message['content'], '\n')"
+    " + text(message['content']) + '<|im_end|>\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"
+)
 CHECK_WORD = "Paris"
 
 
@@ -32,7 +48,8 @@ class SmolLM2Report:
     def summary(self) -> str:
         return (
             f"SmolLM2-135M-Instruct: {self.parameters / 1e6:.1f} M parameters, GGUF read in "
-            f"{self.load_seconds:.1f} s; reloaded logits max |diff| {self.logits_max_abs_diff:.1e}; "
+            f"{self.load_seconds:.1f} s; reloaded logits max |diff| "
+            f"{self.logits_max_abs_diff:.1e}; "
             f"{CHECK_QUESTION!r} -> {self.answer!r}"
         )
 
@@ -83,6 +100,13 @@ def convert_smollm2(gguf_path: Path, out: Path) -> SmolLM2Report:
     seconds = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
+    messages = [{"role": "user", "content": CHECK_QUESTION}]
+    original = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    tokenizer.chat_template = SMOLLM2_IMAGE_TEMPLATE
+    ours = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if ours != original:
+        raise RuntimeError(f"the image-aware template renders {ours!r}, the GGUF's {original!r}.")
+    tokenizer.model_max_length = model.config.max_position_embeddings
     tokenizer.save_pretrained(out)
     reloaded = LlamaForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)
