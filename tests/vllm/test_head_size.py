@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SKIP_REASON
+from vllm_models import SKIP_REASON, save_model
 
 pytest.importorskip("vllm", reason=SKIP_REASON)
 
-from vllm import LLM  # noqa: E402
-from vllm_models import save_model  # noqa: E402
+from vllm import LLM
+
+from mqt_llava.serving.vllm.checks import UnsupportedHeadSizeError
 
 
 def test_head_size_16_is_refused_with_one_line(tmp_path):
@@ -17,4 +18,4 @@ def test_head_size_16_is_refused_with_one_line(tmp_path):
         LLM(model=str(folder), dtype="float32", max_model_len=256, enforce_eager=True)
     message = str(info.value)
     assert "head size 16" in message and "supported: 32, 64" in message, message
-    assert type(info.value) is ValueError and "\n" not in message.strip(), repr(message)
+    assert type(info.value) is UnsupportedHeadSizeError and "\n" not in message, repr(message)

@@ -9,17 +9,16 @@ from __future__ import annotations
 import gc
 
 import pytest
-from conftest import SKIP_REASON
+from vllm_models import SKIP_REASON, save_model
 
 pytest.importorskip("vllm", reason=SKIP_REASON)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from vllm import LLM, SamplingParams  # noqa: E402
-from vllm_models import save_model  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
+from vllm import LLM, SamplingParams
 
-from mqt_llava.model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor  # noqa: E402
+from mqt_llava.model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
 
 MAX_NEW = 8
 QUESTIONS = ["What is shown in this image?", "Colour?", "Is there a big square on the left?"]
@@ -73,8 +72,11 @@ def test_tokens_equal_ours_at_1_16_and_M_and_in_a_mixed_batch(engine):
     # One batch, three budgets (and the same image at two of them).
     mixed = [(0, M), (1, 3), (2, 16), (0, 5)]
     outs = llm.generate(_requests(processor, mixed), greedy)
-    for (q, m), out in zip(mixed, outs, strict=True):
-        assert list(out.outputs[0].token_ids) == _ours(model, processor, _image(q), QUESTIONS[q], m)
+    answers = [list(out.outputs[0].token_ids) for out in outs]
+    for (q, m), answer in zip(mixed, answers, strict=True):
+        assert answer == _ours(model, processor, _image(q), QUESTIONS[q], m)
+    # The budget reaches the model: one image at two budgets, two answers.
+    assert answers[0] != answers[3]
 
 
 def test_default_budget_is_the_configs(engine):
@@ -88,7 +90,7 @@ def test_default_budget_is_the_configs(engine):
 
 @pytest.mark.parametrize("bad", [0, 10_000, 2.5, "8", True, [1, 2]])
 def test_a_bad_budget_is_our_error(engine, bad):
-    llm, model, processor = engine
+    llm, _, processor = engine
     request = _requests(processor, [(0, 1)])[0]
     request["mm_processor_kwargs"] = {"num_visual_tokens": bad}
     with pytest.raises(ValueError, match="num_visual_tokens must be an integer between 1 and"):

@@ -15,6 +15,8 @@ from transformers import AutoTokenizer, CLIPImageProcessorPil
 
 from mqt_llava.model import MQTLlavaConfig, MQTLlavaForConditionalGeneration, MQTLlavaProcessor
 
+SKIP_REASON = "vllm is not installed: the vLLM tests run in .venv-vllm (`make vllm-test`)"
+
 TEXT_BASE = dict(
     model_type="llama",
     intermediate_size=128,

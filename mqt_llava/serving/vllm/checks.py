@@ -7,6 +7,14 @@ from typing import Any
 from ...model import MQTLlavaConfig
 
 
+class UnsupportedHeadSizeError(NotImplementedError):
+    """The platform's attention cannot run this head size.
+
+    Not a `ValueError`: vLLM's pydantic configs would wrap that in a multi-line
+    `ValidationError`; this one reaches the caller as our one line.
+    """
+
+
 def text_head_size(config: MQTLlavaConfig) -> int:
     """The language model's attention head size."""
     text = config.text_config
@@ -21,7 +29,7 @@ def check_head_size(config: MQTLlavaConfig) -> None:
     40, the original-code parity fixture 16).
 
     Raises:
-        ValueError: On CPU, for a head size outside the CPU backend's list.
+        UnsupportedHeadSizeError: On CPU, for a head size outside the CPU backend's list.
     """
     from vllm.platforms import current_platform
 
@@ -32,7 +40,7 @@ def check_head_size(config: MQTLlavaConfig) -> None:
     supported = CPUAttentionBackend.get_supported_head_sizes()
     head = text_head_size(config)
     if head not in supported:
-        raise ValueError(
+        raise UnsupportedHeadSizeError(
             f"mqt-llava: this model's language model has head size {head}, which vLLM's CPU "
             f"attention does not support (supported: {', '.join(map(str, supported))}); serve "
             "it with `mqt-llava serve`, or on a GPU."

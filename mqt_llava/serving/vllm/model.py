@@ -26,7 +26,7 @@ from vllm.model_executor.models.utils import init_vllm_registered_model, maybe_p
 from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.sequence import IntermediateTensors
 
-from ...model import MQTLlavaConfig, MQTLlavaForConditionalGeneration, MatryoshkaQueryTransformer
+from ...model import MatryoshkaQueryTransformer, MQTLlavaConfig, MQTLlavaForConditionalGeneration
 from .checks import check_head_size
 from .processing import (
     BUDGET_KEY,
@@ -92,7 +92,9 @@ class MQTLlavaForVLLM(nn.Module, SupportsMultiModal):
         missing = [i for i, key in enumerate(keys) if key not in self._features]
         if missing:
             features = self.get_vision_features(pixel_values[missing])
-            tokens = self.connector(features.to(self.connector.query.dtype), self.config.num_queries)
+            tokens = self.connector(
+                features.to(self.connector.query.dtype), self.config.num_queries
+            )
             for i, row in zip(missing, tokens, strict=True):
                 self._features[keys[i]] = row
         for key in keys:

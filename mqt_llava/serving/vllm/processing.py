@@ -139,7 +139,9 @@ class MQTLlavaMultiModalProcessor(BaseMultiModalProcessor[MQTLlavaProcessingInfo
             budget = int(items[item_idx][BUDGET_KEY].data)
             return [image_token_id] * budget
 
-        return [PromptReplacement(modality="image", target=[image_token_id], replacement=replacement)]
+        return [
+            PromptReplacement(modality="image", target=[image_token_id], replacement=replacement)
+        ]
 
     def _postprocess_prompt(self, prompt: list[int]) -> list[int]:
         """The ids `MQTLlavaProcessor.tokenize_prompt` gives for the same text.
