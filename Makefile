@@ -20,9 +20,11 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(CONSTRAINTS) -e ".[train,serve,viz,dev]"
 	# lmms-eval's own requirements pull a CUDA torch and many GB: the adapter tests only need
-	# its model interface, so it is installed without dependencies (plus its logger).
-	$(BIN)/pip install --quiet --no-deps lmms-eval==0.7.3
+	# its model interface, so it is installed without dependencies (plus its logger). It goes
+	# last: pip checks installed packages' requirements after every install that resolves
+	# dependencies, and would print its "dependency resolver" ERROR block for lmms-eval's.
 	$(BIN)/pip install --quiet $(CONSTRAINTS) loguru
+	$(BIN)/pip install --quiet --no-deps lmms-eval==0.7.3
 	touch $(STAMP)
 
 demo: $(STAMP)
