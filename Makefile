@@ -21,8 +21,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	$(BIN)/pip install --quiet $(CONSTRAINTS) -e ".[train,serve,viz,dev]"
 	# lmms-eval's own requirements pull a CUDA torch and many GB: the adapter tests only need
 	# its model interface, so it is installed without dependencies (plus its logger). It goes
-	# last: pip checks installed packages' requirements after every install that resolves
-	# dependencies, and would print its "dependency resolver" ERROR block for lmms-eval's.
+	# last: every later install that resolves dependencies would list lmms-eval's as missing.
 	$(BIN)/pip install --quiet $(CONSTRAINTS) loguru
 	$(BIN)/pip install --quiet --no-deps lmms-eval==0.7.3
 	touch $(STAMP)
