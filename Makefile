@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(CONSTRAINTS) -e ".[train,serve,viz,dev,quant]"
 	# lmms-eval's own requirements pull a CUDA torch and many GB: the adapter tests only need
-	# its model interface, so it is installed without dependencies (plus its logger).
-	$(BIN)/pip install --quiet --no-deps lmms-eval==0.7.3
+	# its model interface, so it is installed without dependencies (plus its logger). It goes
+	# last: every later install that resolves dependencies would list lmms-eval's as missing.
 	$(BIN)/pip install --quiet $(CONSTRAINTS) loguru
+	$(BIN)/pip install --quiet --no-deps lmms-eval==0.7.3
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -182,7 +182,11 @@ class MQTLlava:
         temperature: float = 0.0,
         top_p: float | None = None,
     ) -> Iterator[str]:
-        """Like [`ask`], but yields the answer's text piece by piece as it is generated."""
+        """Like [`ask`], but yields the answer's text piece by piece as it is generated.
+
+        The pieces join to exactly what [`ask`] returns: leading whitespace (a word-start
+        space) is dropped and trailing whitespace is held back until more text follows.
+        """
         inputs = self._inputs(image, question, num_visual_tokens)
         streamer = TextIteratorStreamer(
             self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True
@@ -200,7 +204,7 @@ class MQTLlava:
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        yield from streamer
+        yield from _stripped(streamer)
         thread.join()
         if errors:
             raise errors[0]
@@ -221,6 +225,21 @@ class MQTLlava:
             text = self.ask(image, question, m, max_new_tokens, temperature)
             answers.append(Answer(m, text, time.perf_counter() - start))
         return answers
+
+
+def _stripped(pieces: Iterator[str]) -> Iterator[str]:
+    """The pieces of a text, joined they equal the whole text's `.strip()`."""
+    pending = ""
+    started = False
+    for piece in pieces:
+        text = pending + piece
+        if not started:
+            text = text.lstrip()
+            started = bool(text)
+        body = text.rstrip()
+        pending = text[len(body) :]
+        if body:
+            yield body
 
 
 def load(
