@@ -68,6 +68,7 @@ class ConversionReport:
     release_budget_field: str | None
     vision_tower_source: str | None
     source: str | None = None  # where the checkpoint came from (a hub repo@commit), for the card
+    checked: int = 0  # tensors checked against the config (names and shapes)
 
     def summary(self) -> str:
         lines = [
@@ -77,6 +78,8 @@ class ConversionReport:
         ]
         if self.vision_tower_source:
             lines.append(f"  vision tower weights: {self.vision_tower_source}")
+        if self.checked:
+            lines.append(f"  checked {self.checked} tensors against the config (names, shapes)")
         if self.num_visual_tokens is not None:
             lines.append(
                 f"  default num_visual_tokens: {self.num_visual_tokens} (the release's config says "
@@ -197,7 +200,7 @@ def convert_checkpoint(
         tie_word_embeddings=tied,
     )
     config.architectures = ["MQTLlavaForConditionalGeneration"]
-    # The tower first (its own shard, released once written), then the streamed tensors.
+    # The tower first (held in memory only until its shard is written), then streamed tensors.
     tensors = [
         (f"vision_tower.{k}", TensorEntry(v.dtype, tuple(v.shape), tensor=v))
         for k, v in tower_model.state_dict().items()
@@ -211,6 +214,7 @@ def convert_checkpoint(
         dst, "model", m, c, d, num_heads, default_m, release.get("num_visual_tokens"), tower_source
     )
     report.source = source
+    report.checked = len(tensors)
     with staged_output(dst, overwrite) as out:
         config.save_pretrained(out)
         write_sharded(out, tensors)
