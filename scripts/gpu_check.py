@@ -64,7 +64,8 @@ def build(config, device: torch.device, dtype: torch.dtype, seed: int = 0):
 
     torch.manual_seed(seed)
     with torch.device(device):
-        ours = MQTLlavaForConditionalGeneration._from_config(config, dtype=dtype).eval()
+        ours = MQTLlavaForConditionalGeneration._from_config(config, dtype=dtype)
+    ours = ours.to(device).eval()  # a no-op when the device context already placed it
     llava_config = baseline_config(config)
     vocab = config.text_config.vocab_size
     if llava_config.image_token_id >= vocab:  # the stock model embeds placeholder ids first
@@ -83,8 +84,8 @@ def build(config, device: torch.device, dtype: torch.dtype, seed: int = 0):
 
 def prompt(text: torch.Tensor, image_token_id: int, n: int, batch: int = 1) -> dict:
     """Text ids with n placeholders after the first 35 tokens (where llava_v1 puts the image)."""
-    ids = torch.cat([text[:35], torch.full((n,), image_token_id), text[35:]])
-    ids = ids[None].expand(batch, -1).to(text.device)
+    placeholders = torch.full((n,), image_token_id, device=text.device)
+    ids = torch.cat([text[:35], placeholders, text[35:]])[None].expand(batch, -1)
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
@@ -105,6 +106,32 @@ def median_seconds(fn, device, repeats: int, warmup: int) -> float:
         sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+class StepClock:
+    """A stopping criterion that stamps every generation step (after a device sync)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.stamps = device, []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        sync(self.device)
+        self.stamps.append(time.perf_counter())
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+def decode_seconds(model, inputs: dict, device, new_tokens: int, repeats: int) -> float:
+    """Median seconds of one decode step of greedy `generate` (its prefill step left out)."""
+    from transformers import StoppingCriteriaList
+
+    steps = []
+    for _ in range(repeats + 1):  # the first run warms up
+        clock = StepClock(device)
+        model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                       do_sample=False, pad_token_id=0,
+                       stopping_criteria=StoppingCriteriaList([clock]))  # fmt: skip
+        steps.append([b - a for a, b in zip(clock.stamps, clock.stamps[1:], strict=False)])
+    return statistics.median(x for run in steps[1:] for x in run)
 
 
 def peak_gb(fn, device) -> float | None:
@@ -143,19 +170,14 @@ def run(args) -> dict:
         def prefill(model=model, inputs=inputs):
             model(**inputs, logits_to_keep=1, use_cache=True)
 
-        def generate(k, model=model, inputs=inputs):
-            model.generate(**inputs, max_new_tokens=k, min_new_tokens=k, do_sample=False,
-                           pad_token_id=0)  # fmt: skip
-
         seconds = median_seconds(prefill, device, args.repeats, args.warmup)
-        one = median_seconds(lambda g=generate: g(1), device, args.repeats, 1)
-        many = median_seconds(lambda g=generate: g(n + 1), device, args.repeats, 1)
+        step = decode_seconds(model, inputs, device, n + 1, args.repeats)
         rows.append(
             {
                 "variant": name,
                 "visual_tokens": m,
                 "prefill_ms": 1e3 * seconds,
-                "decode_ms_per_token": 1e3 * (many - one) / n,
+                "decode_ms_per_token": 1e3 * step,
                 "prefill_tflops": flops[m],
                 "peak_gpu_gb": peak_gb(prefill, device),
             }

@@ -50,7 +50,7 @@ def test_tiny_run_on_cpu_writes_the_report(gpu_check, tmp_path):
     assert [r["variant"] for r in result["rows"]] == ["m=1", "m=16", "m=64", "m=256", "llava-576"]
     assert [r["variant"] for r in result["batch"]] == ["m=16", "m=256", "llava-576"]
     for row in result["rows"]:
-        assert row["prefill_ms"] > 0 and row["decode_ms_per_token"] == row["decode_ms_per_token"]
+        assert row["prefill_ms"] > 0 and row["decode_ms_per_token"] > 0
     flop_ratios = [r["flop_ratio"] for r in result["rows"]]
     assert flop_ratios[-1] == 1.0 and all(r > 1 for r in flop_ratios[:-1])
     assert flop_ratios == sorted(flop_ratios, reverse=True)  # fewer tokens, fewer FLOPs
