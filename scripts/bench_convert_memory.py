@@ -153,8 +153,14 @@ def child(*argv: str, source: Path | None = None) -> tuple[float, float]:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     if source is not None:
         env["PYTHONPATH"] = str(source)
+    # `python -c` puts the working directory first on sys.path: run the other tree from itself.
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, *argv], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", CHILD, *argv],
+        env=env,
+        cwd=source,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     return int(out[-2]) / 2**20, float(out[-1])  # ru_maxrss is in KiB on Linux
 
