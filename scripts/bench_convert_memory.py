@@ -144,11 +144,23 @@ def build_tower(folder: Path) -> None:
     (folder / "preprocessor_config.json").write_text(json.dumps(pre))
 
 
-def child(*argv: str) -> tuple[float, float]:
-    """Runs the converter in a fresh process; returns (peak RSS in GB, seconds)."""
+def child(*argv: str, source: Path | None = None) -> tuple[float, float]:
+    """Runs the converter in a fresh process; returns (peak RSS in GB, seconds).
+
+    `source`: another source tree of the package (e.g. `git archive` of an older commit) to
+    import the converter from instead, for a before/after comparison.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    # `python -c` puts the working directory first on sys.path: run the other tree from itself.
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, *argv], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", CHILD, *argv],
+        env=env,
+        cwd=source,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     return int(out[-2]) / 2**20, float(out[-1])  # ru_maxrss is in KiB on Linux
 
@@ -159,6 +171,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=32, help="Llama layers (32: the 7B shape)")
     parser.add_argument("--format", choices=("safetensors", "bin"), default="safetensors")
     parser.add_argument("--keep", action="store_true", help="keep the checkpoints afterwards")
+    parser.add_argument(
+        "--baseline-src", type=Path, help="also convert with the package in this source tree"
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True)
     try:
@@ -174,6 +189,16 @@ def main() -> None:
             str(args.work / "clip-vit-large-patch14-336"),
         )
         out_bytes = sum(f.stat().st_size for f in (args.work / "converted").glob("*.safetensors"))
+        baseline = None
+        if args.baseline_src is not None:
+            shutil.rmtree(args.work / "converted")  # disk: one output at a time
+            baseline, _ = child(
+                "convert",
+                str(args.work / "release"),
+                str(args.work / "converted"),
+                str(args.work / "clip-vit-large-patch14-336"),
+                source=args.baseline_src,
+            )
         result = {
             "cpu": cpu_model(),
             "threads": int(os.environ.get("OMP_NUM_THREADS", "1")),
@@ -184,6 +209,7 @@ def main() -> None:
             "peak_rss_gb": round(peak, 2),
             "import_only_peak_rss_gb": round(base_rss, 2),
             "convert_seconds": round(seconds, 1),
+            "baseline_peak_rss_gb": None if baseline is None else round(baseline, 2),
             "build_seconds": round(built, 1),
         }
         print(json.dumps(result, indent=2))

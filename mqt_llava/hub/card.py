@@ -8,7 +8,15 @@ A folder written by `convert`, training or [`save_for_hub`] is plain `save_pretr
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 from pathlib import Path
+
+MODEL_PACKAGE = Path(__file__).resolve().parent.parent / "model"
+# The modules `trust_remote_code` loads; their relative imports are followed and copied too.
+REMOTE_ENTRY = {"configuration": "MQTLlavaConfig", "modeling": "MQTLlavaForConditionalGeneration"}
+REMOTE_PROCESSOR = ("processing", "MQTLlavaProcessor")
 
 PARITY = (
     "The conversion is tested against the original MQT-LLaVA code (gordonhu608/MQT-LLaVA @ "
@@ -27,13 +35,16 @@ def _budgets(num_queries: int) -> list[int]:
     return [*budgets, num_queries]
 
 
-def model_card(config, repo_id: str | None = None, source: str | None = None) -> str:
+def model_card(
+    config, repo_id: str | None = None, source: str | None = None, remote_code: bool = False
+) -> str:
     """The text of a model card (`README.md`) for a model of `config`.
 
     Args:
         config: The model's `MQTLlavaConfig`.
         repo_id: The id it will be published under (the examples use it; a placeholder if None).
         source: What it was converted from (e.g. `gordonhu/MQT-LLaVA-7b@<commit>`), if anything.
+        remote_code: The folder carries the model's code (`auto_map`, see [`add_remote_code`]).
     """
     name = repo_id or "OWNER/NAME"
     m_max, m_default = config.num_queries, config.num_visual_tokens
@@ -99,29 +110,99 @@ def model_card(config, repo_id: str | None = None, source: str | None = None) ->
         "output = model.generate(**inputs, max_new_tokens=32)\n"
         'print(processor.decode(output[0, inputs["input_ids"].shape[1]:], '
         "skip_special_tokens=True))\n```\n\n"
-        "Without `mqt_llava` installed, `transformers` cannot build this architecture; the "
-        "weights are ordinary safetensors (`vision_tower.*` a CLIP vision model, "
-        "`language_model.*` a causal LM, `connector.*` the query transformer) and can be read "
-        "with `safetensors` directly.\n"
+        f"{_without_package(name) if remote_code else _NO_REMOTE_CODE}"
+    )
+
+
+_NO_REMOTE_CODE = (
+    "Without `mqt_llava` installed, `transformers` cannot build this architecture; the "
+    "weights are ordinary safetensors (`vision_tower.*` a CLIP vision model, "
+    "`language_model.*` a causal LM, `connector.*` the query transformer) and can be read "
+    "with `safetensors` directly.\n"
+)
+
+
+def _without_package(name: str) -> str:
+    return (
+        "Without the package, the repository's own copy of the model code loads it "
+        "(`trust_remote_code=True`; read the `.py` files first):\n\n"
+        "```python\nfrom transformers import AutoModelForImageTextToText, AutoProcessor\n\n"
+        f'model = AutoModelForImageTextToText.from_pretrained("{name}", trust_remote_code=True)\n'
+        f'processor = AutoProcessor.from_pretrained("{name}", trust_remote_code=True)\n```\n'
     )
 
 
 def write_model_card(
-    folder: str | Path, config, repo_id: str | None = None, source: str | None = None
+    folder: str | Path,
+    config,
+    repo_id: str | None = None,
+    source: str | None = None,
+    remote_code: bool = False,
 ) -> Path:
     """Writes `README.md` (the model card) into `folder`; returns its path."""
     path = Path(folder) / "README.md"
-    path.write_text(model_card(config, repo_id, source), encoding="utf-8")
+    path.write_text(model_card(config, repo_id, source, remote_code), encoding="utf-8")
     return path
 
 
-def save_for_hub(vlm, folder: str | Path, repo_id: str | None = None) -> Path:
+def _module_closure(names: list[str]) -> set[str]:
+    """The model package's modules that `names` import, relatively, directly or not."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        source = (MODEL_PACKAGE / f"{name}.py").read_text(encoding="utf-8")
+        if re.search(r"^\s*from \.\.", source, re.MULTILINE):
+            raise ValueError(f"mqt_llava/model/{name}.py imports from outside the model package.")
+        seen.add(name)
+        todo += re.findall(r"^\s*from \.(\w+) import", source, re.MULTILINE)
+    return seen
+
+
+def add_remote_code(folder: str | Path) -> list[str]:
+    """Copies the model's code into `folder` and points `auto_map` at it.
+
+    Then `AutoModelForImageTextToText.from_pretrained(repo, trust_remote_code=True)` and
+    `AutoProcessor.from_pretrained(repo, trust_remote_code=True)` work without this package.
+    With the package imported, its registered classes are used instead (no remote code runs).
+
+    Returns:
+        The module files copied.
+    """
+    folder = Path(folder)
+    modules = sorted(_module_closure([*REMOTE_ENTRY, REMOTE_PROCESSOR[0]]))
+    for name in modules:
+        shutil.copyfile(MODEL_PACKAGE / f"{name}.py", folder / f"{name}.py")
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {
+        "AutoConfig": f"configuration.{REMOTE_ENTRY['configuration']}",
+        "AutoModelForImageTextToText": f"modeling.{REMOTE_ENTRY['modeling']}",
+        "AutoModelForCausalLM": f"modeling.{REMOTE_ENTRY['modeling']}",
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    auto_map = {"AutoProcessor": ".".join(REMOTE_PROCESSOR)}
+    for name in ("processor_config.json", "tokenizer_config.json"):
+        path = folder / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            data["auto_map"] = {**data.get("auto_map", {}), **auto_map}
+            path.write_text(json.dumps(data, indent=2) + "\n")
+    return [f"{name}.py" for name in modules]
+
+
+def save_for_hub(
+    vlm, folder: str | Path, repo_id: str | None = None, remote_code: bool = True
+) -> Path:
     """Saves a loaded model (an [`MQTLlava`] or a model + processor pair) for publishing.
 
     Args:
         vlm: An `MQTLlava`, or a `(model, processor)` tuple.
         folder: Output folder (created).
         repo_id: The hub id it will be pushed to, used in the card's examples.
+        remote_code: Also copy the model's code and an `auto_map`, so that readers without this
+            package can load it with `trust_remote_code=True`.
 
     Returns:
         The folder, ready for `huggingface_hub.upload_folder(repo_id=..., folder_path=folder)`.
@@ -135,5 +216,7 @@ def save_for_hub(vlm, folder: str | Path, repo_id: str | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    write_model_card(folder, model.config, repo_id)
+    if remote_code:
+        add_remote_code(folder)
+    write_model_card(folder, model.config, repo_id, remote_code=remote_code)
     return folder

@@ -22,16 +22,12 @@ import torch
 from huggingface_hub.errors import StrictDataclassError
 from safetensors.torch import load_file, save_file
 from transformers import (
-    AutoImageProcessor,
     AutoTokenizer,
-    CLIPImageProcessorPil,
-    CLIPVisionConfig,
-    CLIPVisionModel,
     GenerationConfig,
     LlamaConfig,
 )
 
-from .configuration import CLIP_L_336_VISION_KWARGS, MQTLlavaConfig, check_num_visual_tokens
+from .configuration import MQTLlavaConfig, check_num_visual_tokens
 from .convert_checks import (
     IGNORED_SUFFIXES,
     CheckpointError,
@@ -40,18 +36,14 @@ from .convert_checks import (
     connector_shapes,
     language_model_shapes,
 )
+from .convert_tower import TOWER_PREFIX, load_tower
 from .processing import MQTLlavaProcessor
 from .tokenization import LlavaLlamaTokenizer
 from .weights_io import TensorEntry, load_tensor, read_weight_files, write_sharded
 
 CONNECTOR_PREFIX = "model.query_abstractor."
-TOWER_PREFIX = "model.vision_tower.vision_tower."
 CONNECTOR_WEIGHTS = "connector.safetensors"
 CONNECTOR_CONFIG = "connector_config.json"
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-# Towers whose config we know, so that a checkpoint holding its own tower copy converts offline.
-KNOWN_TOWERS = {"openai/clip-vit-large-patch14-336": CLIP_L_336_VISION_KWARGS}
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
 
 
@@ -69,6 +61,7 @@ class ConversionReport:
     release_budget_field: str | None
     vision_tower_source: str | None
     source: str | None = None  # where the checkpoint came from (a hub repo@commit), for the card
+    checked: int = 0  # tensors checked against the config (names and shapes)
 
     def summary(self) -> str:
         lines = [
@@ -78,6 +71,8 @@ class ConversionReport:
         ]
         if self.vision_tower_source:
             lines.append(f"  vision tower weights: {self.vision_tower_source}")
+        if self.checked:
+            lines.append(f"  checked {self.checked} tensors against the config (names, shapes)")
         if self.num_visual_tokens is not None:
             lines.append(
                 f"  default num_visual_tokens: {self.num_visual_tokens} (the release's config says "
@@ -151,7 +146,7 @@ def convert_checkpoint(
     if not any((src / name).is_file() for name in TOKENIZER_FILES):
         raise CheckpointError(f"{src}: no tokenizer ({' or '.join(TOKENIZER_FILES)}).")
 
-    tower_model, image_processor, tower_source = _load_tower(src, release, entries, vision_tower)
+    tower_model, image_processor, tower_source = load_tower(src, release, entries, vision_tower)
     if tower_model.config.hidden_size != c:
         raise CheckpointError(
             f"The vision tower's width {tower_model.config.hidden_size} differs from the "
@@ -198,7 +193,7 @@ def convert_checkpoint(
         tie_word_embeddings=tied,
     )
     config.architectures = ["MQTLlavaForConditionalGeneration"]
-    # The tower first (its own shard, released once written), then the streamed tensors.
+    # The tower first (held in memory only until its shard is written), then streamed tensors.
     tensors = [
         (f"vision_tower.{k}", TensorEntry(v.dtype, tuple(v.shape), tensor=v))
         for k, v in tower_model.state_dict().items()
@@ -212,6 +207,7 @@ def convert_checkpoint(
         dst, "model", m, c, d, num_heads, default_m, release.get("num_visual_tokens"), tower_source
     )
     report.source = source
+    report.checked = len(tensors)
     with staged_output(dst, overwrite) as out:
         config.save_pretrained(out)
         write_sharded(out, tensors)
@@ -413,78 +409,3 @@ def _text_config(release: dict) -> LlamaConfig:
         raise CheckpointError(
             f"The release's config.json is not a valid Llama config: {message}"
         ) from None
-
-
-def _resolve_tower(src: Path, name: str) -> Path | None:
-    for candidate in (Path(name), src / name, src.parent / name):
-        if (candidate / "config.json").is_file():
-            return candidate
-    return None
-
-
-def _tower_processor(folder: Path):
-    try:
-        return AutoImageProcessor.from_pretrained(folder, backend="pil")
-    except (OSError, ValueError) as err:
-        message = str(err).splitlines()[0]
-        raise CheckpointError(
-            f"vision tower {folder}: no usable image processor ({message})."
-        ) from None
-
-
-def _load_tower(src: Path, release: dict, entries: dict[str, TensorEntry], vision_tower):
-    """The CLIP tower (current `transformers` layout), its image processor, and its source."""
-    name = vision_tower or release.get("mm_vision_tower")
-    copy = {k[len(TOWER_PREFIX) :]: v for k, v in entries.items() if k.startswith(TOWER_PREFIX)}
-    if not name:
-        raise CheckpointError("No vision tower: pass --vision-tower PATH_OR_ID.")
-    local = _resolve_tower(src, name)
-    if local is None and not (copy and name in KNOWN_TOWERS):
-        from ..hub.resolve import download_tower  # local paths first; then the hub (its cache)
-
-        local = download_tower(name, weights=not copy)
-    if local is not None:
-        try:
-            config = CLIPVisionConfig.from_pretrained(local)
-        except (OSError, ValueError, TypeError) as err:
-            message = str(err).splitlines()[0]
-            raise CheckpointError(f"vision tower {name}: unreadable config ({message}).") from None
-        image_processor = _tower_processor(local)
-    else:
-        config = CLIPVisionConfig(**KNOWN_TOWERS[name])
-        side = config.image_size
-        image_processor = CLIPImageProcessorPil(
-            size={"shortest_edge": side},
-            crop_size={"height": side, "width": side},
-            image_mean=list(CLIP_MEAN),
-            image_std=list(CLIP_STD),
-        )
-    if copy:
-        with tempfile.TemporaryDirectory() as tmp:
-            config.save_pretrained(tmp)
-            state = {k: load_tensor(v).contiguous() for k, v in copy.items()}
-            save_file(state, f"{tmp}/model.safetensors", {"format": "pt"})
-            dtype = next(iter(state.values())).dtype
-            del state
-            tower = _tower_from(tmp, dtype, f"{src}: the vision tower copy")
-        return tower, image_processor, "the copy inside the checkpoint"
-    tower = _tower_from(local, None, f"vision tower {name}")
-    return tower, image_processor, name if name in KNOWN_TOWERS else str(local)
-
-
-def _tower_from(folder, dtype, where: str) -> CLIPVisionModel:
-    """Loads a CLIP tower through `transformers` (its 4.x -> 5.x key renames), refusing gaps."""
-    try:
-        tower, info = CLIPVisionModel.from_pretrained(
-            folder, dtype=dtype or "auto", output_loading_info=True
-        )
-    except (OSError, RuntimeError, ValueError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{where}: does not load as the config's CLIP ({message}).") from None
-    for kind in ("missing_keys", "mismatched_keys", "unexpected_keys"):
-        keys = sorted(str(k) for k in info.get(kind, ()) if "position_ids" not in str(k))
-        if keys:
-            what = kind.replace("_keys", "").replace("mismatched", "misshapen")
-            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-            raise CheckpointError(f"{where}: {len(keys)} {what} tensor(s): {shown}.")
-    return tower

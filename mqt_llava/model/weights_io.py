@@ -10,8 +10,12 @@ are plain safetensors (header, then the tensors' bytes in header order), readabl
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
+import mmap
 import struct
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +54,9 @@ class TensorEntry:
     offset: int = 0
     load: Callable[[], torch.Tensor] | None = None
     tensor: torch.Tensor | None = None
+    # `tensor` lives in a file mapping (`torch.load(mmap=True)`), never in anonymous memory:
+    # only then may its pages be dropped after writing (they are re-read from the file).
+    mapped: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -105,13 +112,14 @@ def read_bin_shard(path: Path) -> dict[str, TensorEntry]:
     Raises:
         ValueError: If the file is not a loadable state dict (`weights_only`: no pickled code).
     """
+    mapped = True
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError as err:
         if "mmap" not in str(err):
             raise ValueError(f"{path} is not a readable PyTorch state dict ({err}).") from None
         # A legacy (pre-zipfile) file cannot be mapped: read it now, once (it is one shard).
-        state = _load_bin(path)
+        state, mapped = _load_bin(path), False
     except Exception as err:  # pickle / zip errors of a damaged or hostile file
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ValueError(f"{path} is not a readable PyTorch state dict ({message}).") from None
@@ -121,7 +129,7 @@ def read_bin_shard(path: Path) -> dict[str, TensorEntry]:
     for name, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"{path}: {name!r} is not a tensor.")
-        entries[name] = TensorEntry(value.dtype, tuple(value.shape), tensor=value)
+        entries[name] = TensorEntry(value.dtype, tuple(value.shape), tensor=value, mapped=mapped)
     return entries
 
 
@@ -175,6 +183,36 @@ def _write_entry(out, entry: TensorEntry) -> None:
     tensor = load_tensor(entry).detach().cpu().contiguous()
     if tensor.numel():
         out.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    if entry.mapped:
+        _drop_pages(tensor)
+
+
+def _drop_pages(tensor: torch.Tensor) -> None:
+    """Returns a memory-mapped tensor's pages to the kernel once written (Linux, best effort).
+
+    The pages of a `torch.load(mmap=True)` shard are clean, private file pages: dropping them
+    costs nothing (they would be read from the file again if touched) and keeps the resident
+    size at one tensor instead of the whole shard while the shard is being copied.
+    """
+    if _LIBC is None or not tensor.numel():
+        return
+    start = tensor.data_ptr() // mmap.PAGESIZE * mmap.PAGESIZE
+    end = tensor.data_ptr() + tensor.numel() * tensor.element_size()
+    _LIBC.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 4)  # MADV_DONTNEED
+
+
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc
+
+
+_LIBC = _libc()
 
 
 def write_safetensors(path: Path, tensors: list[tuple[str, TensorEntry]]) -> None:

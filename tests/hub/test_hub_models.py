@@ -23,7 +23,8 @@ RELEASE = "test-org/mqt-llava-tiny-original"
 TOWER = "test-org/clip-vit-tiny"
 OURS = "test-org/mqt-llava-tiny"
 QUESTION = "What is shown in this image?"
-CLI = str(Path(sys.executable).parent / "mqt-llava")
+SCRIPT = Path(sys.executable).parent / "mqt-llava"
+CLI = [str(SCRIPT)] if SCRIPT.is_file() else [sys.executable, "-m", "mqt_llava.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,9 @@ def hub(tmp_path_factory, fixture_dir, converted_dir):
 
 
 def _run(hub, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], env=hub["env"], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [*CLI, *args], env=hub["env"], capture_output=True, text=True, timeout=300
+    )
 
 
 def _ask(hub, model: str, budgets: str, image: Path) -> subprocess.CompletedProcess:

@@ -34,6 +34,21 @@ print(json.dumps({"registered_on_import": registered, "tokens": tokens}))
 """
 
 
+REMOTE = """
+import json, sys
+sys.modules["mqt_llava"] = None  # this package is not importable: only the repository's code
+from transformers import AutoModelForImageTextToText, AutoProcessor
+repo, image = sys.argv[1], sys.argv[2]
+model = AutoModelForImageTextToText.from_pretrained(repo, trust_remote_code=True)
+processor = AutoProcessor.from_pretrained(repo, trust_remote_code=True)
+prompt = processor.build_prompt("What is shown in this image?")
+inputs = processor(images=[image], text=prompt, num_visual_tokens=16)
+out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+print(json.dumps({"module": type(model).__module__,
+                  "tokens": out[0, inputs["input_ids"].shape[1]:].tolist()}))
+"""
+
+
 @pytest.fixture(scope="module")
 def published(converted_dir, tmp_path_factory):
     vlm = mqt_llava.load(converted_dir, device="cpu")
@@ -50,6 +65,7 @@ def test_the_folder_is_complete_with_a_card(published):
     assert "## Parity" in card and "greedy tokens are identical" in card
     assert f'mqt_llava.load("{REPO}")' in card
     assert f'AutoModelForImageTextToText.from_pretrained("{REPO}"' in card
+    assert "trust_remote_code=True" in card
 
 
 def test_card_of_a_conversion_names_its_source(converted_dir):
@@ -58,19 +74,40 @@ def test_card_of_a_conversion_names_its_source(converted_dir):
     assert "base_model: gordonhu/MQT-LLaVA-7b\n" in card and "OWNER/NAME" in card
 
 
-def test_published_repo_loads_with_plain_transformers(published, tmp_path, manifest, fixture_dir):
+def _load_in_fresh_python(script, published, tmp_path, fixture_dir) -> dict:
     cache = tmp_path / "hub"
     add_repo(cache, REPO, folder_files(published))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    env.update(
+        HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+    )  # fmt: skip
     image = str(fixture_dir / "images/img0.png")
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, REPO, image],
-        env=env, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", script, REPO, image],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    output = json.loads(result.stdout.strip().splitlines()[-1])
-    case = next(c for c in manifest["cases"] if c["name"] == "generate_m16_b1")
-    assert output["tokens"] == case["new_tokens"][0]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _reference(manifest) -> list[int]:
+    return next(c for c in manifest["cases"] if c["name"] == "generate_m16_b1")["new_tokens"][0]
+
+
+def test_without_this_package_through_the_repository_code(
+    published, tmp_path, manifest, fixture_dir
+):
+    assert {"configuration.py", "modeling.py", "processing.py"} <= {
+        p.name for p in published.glob("*.py")
+    }
+    output = _load_in_fresh_python(REMOTE, published, tmp_path, fixture_dir)
+    assert output["module"].startswith("transformers_modules.")  # the repository's copy
+    assert output["tokens"] == _reference(manifest)
+
+
+def test_published_repo_loads_with_plain_transformers(published, tmp_path, manifest, fixture_dir):
+    output = _load_in_fresh_python(SCRIPT, published, tmp_path, fixture_dir)
+    assert output["tokens"] == _reference(manifest)
     if not output["registered_on_import"]:
         pytest.xfail("`import mqt_llava` does not register the Auto classes yet (issue 14)")
