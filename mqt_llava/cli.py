@@ -24,15 +24,6 @@ _budget_list = cli_args.budget_list
 AUTO = "auto"
 
 
-def _budgets_or_auto(text: str) -> list[int | str]:
-    """Like `_budget_list`, also accepting `auto` (the budget chosen per request by a policy)."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    values = [AUTO if p.lower() == AUTO else _budget_list(p)[0] for p in parts] if parts else []
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one budget, e.g. 16 or auto")
-    return values
-
-
 # -- subcommands ----------------------------------------------------------------------------------
 
 
@@ -192,7 +183,7 @@ def _add_core_commands(sub) -> None:
     add_model_arguments(p)  # --model PATH_OR_HUB_ID, --revision, --dtype, --load-8bit/4bit
     p.add_argument(
         "--num-visual-tokens",
-        type=_budgets_or_auto,
+        type=cli_args.budgets_or_auto,
         help="budget(s), e.g. 16 or 2,16,256; auto: chosen per question by --budget-policy",
     )
     p.add_argument("--max-new-tokens", type=cli_args.positive_int, default=32)

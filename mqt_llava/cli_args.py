@@ -78,17 +78,33 @@ def positive_float(text: str) -> float:
 
 def budget_list(text: str) -> list[int]:
     """`2,16,256`: distinct positive integers separated by commas (checked against M later)."""
+    return _budgets(text, allow_auto=False)
+
+
+def budgets_or_auto(text: str) -> list[int | str]:
+    """Like [`budget_list`], also accepting `auto` (a budget chosen per question by a policy)."""
+    return _budgets(text, allow_auto=True)
+
+
+def _budgets(text: str, allow_auto: bool) -> list:
     parts = text.split(",")
     example = "expected distinct positive integers separated by commas (e.g. 2,16,256)"
+    if allow_auto:
+        example = (
+            "expected distinct positive integers or auto, separated by commas (e.g. 2,16,auto)"
+        )
     if any(not part.strip() for part in parts):
         _fail(f"{example}, got {text!r} (an empty item)")
-    values = []
+    values: list = []
     for part in parts:
+        if allow_auto and part.strip().lower() == "auto":
+            values.append("auto")
+            continue
         try:
             values.append(int(part.strip()))
         except ValueError:
             _fail(f"{example}, got {text!r}")
-    if any(v < 1 for v in values):
+    if any(v != "auto" and v < 1 for v in values):
         _fail(f"{example}, got {text!r} (budgets start at 1)")
     repeated = sorted({v for v in values if values.count(v) > 1})
     if repeated:

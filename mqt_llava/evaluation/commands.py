@@ -17,15 +17,6 @@ from mqt_llava.hub.cli_args import add_model_arguments
 _budgets = cli_args.budget_list  # ``2,16,64,256``, range-checked later against the model's M
 
 
-def _budgets_or_auto(text: str) -> list[int | str]:
-    """Like ``_budgets``, also accepting ``auto`` (a budget chosen per question by a policy)."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    values = [p.lower() if p.lower() == "auto" else _budgets(p)[0] for p in parts]
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one budget, e.g. 16 or auto")
-    return values
-
-
 def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
@@ -131,7 +122,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--num-visual-tokens",
-        type=_budgets_or_auto,
+        type=cli_args.budgets_or_auto,
         required=True,
         metavar="M1,M2,...",
         help="budgets, e.g. 2,16,64,256 (encoded once at the largest, sliced for the others); "

@@ -57,7 +57,7 @@ def test_ask_command_mixes_auto_and_fixed(examples, policy_file, capsys):
 
 @pytest.mark.parametrize(
     "budgets, message",
-    [("99,auto", "between 1 and 64 or 'auto'"), ("auto,x", "expected integers")],
+    [("99,auto", "between 1 and 64 or 'auto'"), ("auto,x", "integers or auto")],
 )
 def test_ask_command_errors_are_one_line(examples, capsys, budgets, message):
     image, question = examples[0]
