@@ -234,9 +234,9 @@ class Engine:
             if not self.alive:
                 raise RuntimeError("The engine's worker is not running.")
             if len(self._waiting) >= self.max_queue:  # cancelled jobs give their places back
-                self._waiting = collections.deque(
-                    job for job in self._waiting if not job.cancelled.is_set()
-                )
+                kept = [job for job in self._waiting if not job.cancelled.is_set()]
+                self.stats["cancelled"] += len(self._waiting) - len(kept)
+                self._waiting = collections.deque(kept)
             if len(self._waiting) >= self.max_queue:
                 raise QueueFullError(
                     f"The server is busy ({len(self._waiting)} requests waiting); retry later."
@@ -250,6 +250,7 @@ class Engine:
             while not self._stopping:
                 while self._waiting and self._waiting[0].cancelled.is_set():
                     self._waiting.popleft()
+                    self.stats["cancelled"] += 1  # its client left while it waited
                 if self._waiting:
                     break
                 self._cond.wait()

@@ -184,7 +184,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             return StreamingResponse(
                 stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
             )
-        watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
+        watcher = asyncio.create_task(_cancel_on_disconnect(request, job, events))
         try:
             return await reply.complete(events, settings.request_timeout)
         finally:
@@ -238,12 +238,19 @@ def _check_content_type(request: Request) -> None:
         )
 
 
-async def _cancel_on_disconnect(request: Request, job: Job) -> None:
-    """Cancels `job` when the client hangs up (the body is read: the next message says so)."""
+_GONE = object()  # put in a reply's events when its client hangs up
+
+
+async def _cancel_on_disconnect(request: Request, job: Job, events: asyncio.Queue) -> None:
+    """Cancels `job` when the client hangs up (the body is read: the next message says so).
+
+    The reply stops waiting too: a job cancelled while queued never sends another event.
+    """
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             job.cancel()
+            events.put_nowait(_GONE)
             return
 
 
@@ -370,6 +377,8 @@ class _Reply:
             raise APIError(
                 503, f"No answer within {timeout} s.", type="server_error", code="timeout"
             ) from None
+        if event is _GONE:  # nobody will read this answer (nginx's "client closed request")
+            raise APIError(499, "The client closed the request.", code="client_closed_request")
         if isinstance(event, Failed):
             if isinstance(event.error, ValueError):
                 raise bad_request(str(event.error), "messages")
