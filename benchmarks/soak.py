@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_test import ServerProcess, image_uri, percentile  # noqa: E402
+from load_test import ServerProcess, image_uri, percentile
 
 
 def rss_mb(pid: int) -> float:
