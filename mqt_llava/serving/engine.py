@@ -158,7 +158,8 @@ class Engine:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiting)
+        """Jobs waiting whose clients are still there (abandoned ones hold no place)."""
+        return sum(not job.cancelled.is_set() for job in list(self._waiting))
 
     # -- requests ---------------------------------------------------------------------------------
     def prepare(
