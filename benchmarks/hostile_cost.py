@@ -20,8 +20,8 @@ sys.path[:0] = [str(TESTS), str(TESTS / "serving")]
 
 
 def main() -> int:
-    import torch
     import test_hostile_requests as suite
+    import torch
     from tiny_models import build_tiny
 
     import mqt_llava
