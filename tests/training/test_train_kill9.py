@@ -83,3 +83,16 @@ def test_a_leftover_export_staging_folder_is_replaced(tmp_path, tiny_dir, record
     assert not stale.exists()
     assert json.loads((out / "config.json").read_text())["model_type"]
     assert Path(out / "connector" / "connector_config.json").is_file()
+
+
+def test_a_torn_jsonl_line_is_skipped_and_training_runs(tmp_path, tiny_dir, records_dir):
+    records = json.loads((records_dir / "train.json").read_text())
+    lines = [json.dumps(r) for r in records]
+    lines.insert(5, '{"id": "torn", "conversations": [{"from": "hum')  # a write cut short
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    config = _config(tmp_path / "run", tiny_dir, records_dir, **{
+        "training.max_steps": 2, "data.train_json": data, "data.bad_records": "skip"})  # fmt: skip
+    result = train(config)
+    assert result.global_step == 2 and len(result.losses) == 2
+    assert list(result.skipped_at_load) == ["train.jsonl:6"]  # the file's own line number
