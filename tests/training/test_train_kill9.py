@@ -15,11 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
-from test_resume import STEPS, _config, _overrides
+from test_resume import _config, _overrides
 
 from mqt_llava.training.recipe import train
 from mqt_llava.training.trainer import latest_checkpoint
 
+STEPS = 8
+SAVE_EVERY = 2
+SETTINGS = {"training.max_steps": STEPS, "training.save_steps": SAVE_EVERY}
 SCRIPT = textwrap.dedent(
     """
     import sys
@@ -33,11 +36,11 @@ SCRIPT = textwrap.dedent(
 
 
 def test_killed_at_a_random_moment_then_resumed(tmp_path, tiny_dir, records_dir):
-    full = train(_config(tmp_path / "full", tiny_dir, records_dir))
+    full = train(_config(tmp_path / "full", tiny_dir, records_dir, **SETTINGS))
     out = tmp_path / "killed"
     recipe = tmp_path / "killed.yaml"
     recipe.write_text("name: resume-test\n")
-    args = _overrides(out, tiny_dir, records_dir, **{"training.save_steps": 2})
+    args = _overrides(out, tiny_dir, records_dir, **SETTINGS)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(recipe), *args],
@@ -45,22 +48,23 @@ def test_killed_at_a_random_moment_then_resumed(tmp_path, tiny_dir, records_dir)
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    delay = random.uniform(0.0, 1.5)  # after the first checkpoint: anywhere in steps 3..6
+    delay = random.uniform(0.0, 1.5)  # after the first checkpoint, anywhere up to the last two
     try:
         deadline = time.monotonic() + 240
         while latest_checkpoint(out) is None and proc.poll() is None:
             assert time.monotonic() < deadline, "training never wrote a checkpoint"
-            time.sleep(0.02)
-        time.sleep(delay)
+            time.sleep(0.01)
+        kill_at = time.monotonic() + delay
+        while time.monotonic() < kill_at and _step(latest_checkpoint(out)) < STEPS - SAVE_EVERY:
+            time.sleep(0.01)  # ...but always before the run ends: there must be steps to compare
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(60)
-    killed_at = latest_checkpoint(out)
-    step = int(killed_at.name.rsplit("-", 1)[1]) if killed_at is not None else 0
+    step = _step(latest_checkpoint(out))
+    assert step < STEPS
     note = f"killed {delay:.2f} s after the first checkpoint, resumed from step {step}"
 
-    resumed = train(_config(out, tiny_dir, records_dir, resume="auto",
-                            **{"training.save_steps": 2}))  # fmt: skip
+    resumed = train(_config(out, tiny_dir, records_dir, resume="auto", **SETTINGS))
     later = [e for e in resumed.log_history if "loss" in e and e["step"] > step]
     assert [e["step"] for e in later] == list(range(step + 1, STEPS + 1)), note
     by_step = {e["step"]: e for e in full.log_history if "loss" in e}
@@ -71,6 +75,10 @@ def test_killed_at_a_random_moment_then_resumed(tmp_path, tiny_dir, records_dir)
     assert json.loads((out / "config.json").read_text())  # the export is complete
     assert (out / "model.safetensors").is_file() and (out / "connector").is_dir()
     assert not (out / ".staging-export").exists()
+
+
+def _step(checkpoint: Path | None) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint is not None else 0
 
 
 def test_a_leftover_export_staging_folder_is_replaced(tmp_path, tiny_dir, records_dir):
