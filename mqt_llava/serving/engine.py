@@ -161,7 +161,8 @@ class Engine:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiting)
+        """Jobs waiting whose clients are still there (abandoned ones hold no place)."""
+        return sum(not job.cancelled.is_set() for job in list(self._waiting))
 
     # -- requests ---------------------------------------------------------------------------------
     def prepare(
@@ -243,9 +244,9 @@ class Engine:
             if not self.alive:
                 raise RuntimeError("The engine's worker is not running.")
             if len(self._waiting) >= self.max_queue:  # cancelled jobs give their places back
-                self._waiting = collections.deque(
-                    job for job in self._waiting if not job.cancelled.is_set()
-                )
+                kept = [job for job in self._waiting if not job.cancelled.is_set()]
+                self.stats["cancelled"] += len(self._waiting) - len(kept)
+                self._waiting = collections.deque(kept)
             if len(self._waiting) >= self.max_queue:
                 raise QueueFullError(
                     f"The server is busy ({len(self._waiting)} requests waiting); retry later."
@@ -259,6 +260,7 @@ class Engine:
             while not self._stopping:
                 while self._waiting and self._waiting[0].cancelled.is_set():
                     self._waiting.popleft()
+                    self.stats["cancelled"] += 1  # its client left while it waited
                 if self._waiting:
                     break
                 self._cond.wait()

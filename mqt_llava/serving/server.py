@@ -42,6 +42,7 @@ from .engine import (
     QueueFullError,
     SamplingParams,
 )
+from .guards import HostCheck, check_content_type, read_body
 from .image_sources import ImagePolicy, load_request_image
 from .protocol import APIError, ChatRequest, Limits, bad_request, parse_chat_request, parse_json
 
@@ -156,10 +157,10 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         _check_api_key(request, settings.api_key)
-        _check_content_type(request)
+        check_content_type(request)
         if engine.waiting >= engine.max_queue:  # refuse before paying for images and tokens
             raise _queue_full()
-        body = await _read_body(request, settings.limits.max_request_bytes, settings.body_timeout)
+        body = await read_body(request, settings.limits.max_request_bytes, settings.body_timeout)
         chat = parse_chat_request(
             parse_json(body), settings.model_name, config.num_queries, settings.limits
         )
@@ -184,7 +185,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             return StreamingResponse(
                 stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
             )
-        watcher = asyncio.create_task(_cancel_on_disconnect(request, job))
+        watcher = asyncio.create_task(_cancel_on_disconnect(request, job, events))
         try:
             return await reply.complete(events, settings.request_timeout)
         finally:
@@ -193,57 +194,19 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     return app
 
 
-class HostCheck:
-    """ASGI middleware: refuses a Host header outside the allow-list (421, OpenAI's error shape).
+_GONE = object()  # put in a reply's events when its client hangs up
 
-    A web page can make a browser send simple requests to a loopback server, and with DNS
-    rebinding read the answers; the browser then sends the attacker's host name, refused here.
+
+async def _cancel_on_disconnect(request: Request, job: Job, events: asyncio.Queue) -> None:
+    """Cancels `job` when the client hangs up (the body is read: the next message says so).
+
+    The reply stops waiting too: a job cancelled while queued never sends another event.
     """
-
-    def __init__(self, app, allowed: frozenset[str]):
-        self.app, self.allowed = app, frozenset(h.lower() for h in allowed)
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
-            name = _host_name(host)
-            if name not in self.allowed:
-                body = APIError(
-                    421,
-                    f"The Host header {host[:100]!r} is not one this server answers to (allowed: "
-                    f"{', '.join(sorted(self.allowed))}); see serve --allowed-hosts.",
-                    code="invalid_host",
-                ).body()
-                response = JSONResponse(body, status_code=421)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def _host_name(host: str) -> str:
-    """`example.com:8000` -> `example.com`; `[::1]:8000` -> `::1`."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def _check_content_type(request: Request) -> None:
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != "application/json":
-        raise APIError(
-            415,
-            f"Content-Type must be application/json, got {media[:100] or 'none'!r}.",
-            code="unsupported_media_type",
-        )
-
-
-async def _cancel_on_disconnect(request: Request, job: Job) -> None:
-    """Cancels `job` when the client hangs up (the body is read: the next message says so)."""
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             job.cancel()
+            events.put_nowait(_GONE)
             return
 
 
@@ -277,35 +240,6 @@ def _check_api_key(request: Request, api_key: str | None) -> None:
             code="invalid_api_key",
             headers={"WWW-Authenticate": "Bearer"},
         )
-
-
-async def _read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
-    too_large = APIError(
-        413,
-        f"The request body is larger than the {limit} bytes accepted.",
-        code="request_too_large",
-    )
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise bad_request("Invalid Content-Length header.", code="invalid_header")
-        if int(declared) > limit:
-            raise too_large
-    body = bytearray()
-
-    async def read() -> None:
-        async for chunk in request.stream():  # also bounds chunked bodies, which declare no length
-            body.extend(chunk)
-            if len(body) > limit:
-                raise too_large
-
-    try:  # a body sent a byte at a time would hold the connection and a task forever
-        await asyncio.wait_for(read(), timeout)
-    except asyncio.TimeoutError:
-        raise APIError(
-            408, f"The request body was not received within {timeout} s.", code="body_timeout"
-        ) from None
-    return bytes(body)
 
 
 def _load_pixels(engine: Engine, settings: ServerSettings, chat: ChatRequest):
@@ -371,6 +305,8 @@ class _Reply:
             raise APIError(
                 503, f"No answer within {timeout} s.", type="server_error", code="timeout"
             ) from None
+        if event is _GONE:  # nobody will read this answer (nginx's "client closed request")
+            raise APIError(499, "The client closed the request.", code="client_closed_request")
         if isinstance(event, Failed):
             if isinstance(event.error, ValueError):
                 raise bad_request(str(event.error), "messages")

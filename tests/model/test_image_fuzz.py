@@ -1,6 +1,6 @@
 """Fuzzing `load_image` and the processor with a seeded corpus of mutated files.
 
-Seven kinds of file (PNG, 16-bit PNG, baseline and progressive JPEG, GIF, BMP, TIFF, WebP) are
+Eight kinds of file (PNG, 16-bit PNG, baseline and progressive JPEG, GIF, BMP, TIFF, WebP) are
 mutated in ways decoders meet in the wild: flipped bits, overwritten bytes, truncation, a
 repeated or dropped span, and header dimensions rewritten. `load_image` may only return an RGB
 image or raise `InvalidImageError` (its documented error); whatever it accepts, the processor

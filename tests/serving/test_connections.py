@@ -209,3 +209,26 @@ def test_repeated_log_lines_are_rate_limited():
     logger.error("another message")
     assert len(records) == 3
     assert "999 similar messages suppressed" in records[1]
+
+
+def test_a_request_abandoned_while_queued_ends_its_handler(server):
+    """A job cancelled in the queue sends no more events: its handler must not wait for one."""
+    blocker = {**TEXT, "max_tokens": 400, "temperature": 0.7, "seed": 1, "stream": True}
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=blocker, timeout=30) as r:
+        lines = r.iter_lines()
+        assert next(lines).startswith("data: ")  # the worker is busy with this one now
+        body = json.dumps(TEXT).encode()
+        sock = connect(server)
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        time.sleep(0.3)
+        sock.close()  # hang up while queued
+    tasks = server.server.server_state.tasks
+    for _ in range(100):
+        if not tasks:
+            break
+        time.sleep(0.05)
+    assert not tasks  # before: the abandoned handler waited request_timeout (600 s)
+    assert post_text(server).status_code == 200
