@@ -13,9 +13,10 @@ import sys
 import time
 
 import pytest
-from vllm_models import SKIP_REASON, save_model
+from vllm_models import SKIP_REASON, save_model, vllm_installed
 
-pytest.importorskip("vllm", reason=SKIP_REASON)
+if not vllm_installed():
+    pytest.skip(SKIP_REASON, allow_module_level=True)
 
 import httpx
 import numpy as np
