@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-side", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per server")
     parser.add_argument("--servers", default="mqt-llava,vllm")
+    parser.add_argument(
+        "--ours-python", default=sys.executable, help="python of the venv running mqt-llava serve"
+    )
     args = parser.parse_args(argv)
     budgets = [int(b) for b in args.budgets.split(",")]
     levels = [int(c) for c in args.clients.split(",")]
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     servers = {
         "mqt-llava": (
             Server("mqt-llava serve",
-                   [sys.executable, "-m", "mqt_llava.cli", "serve", "--model", str(args.model),
+                   [args.ours_python, "-m", "mqt_llava.cli", "serve", "--model", str(args.model),
                     "--port", str(port), "--model-name", "bench"],
                    env, f"http://127.0.0.1:{port}/health"),
             lambda i: {**common(i), "num_visual_tokens": budgets[i % len(budgets)]},
@@ -180,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {args.model.name}, budgets {budgets}, max_tokens {args.max_tokens}, "
           f"{args.requests} requests per level, {args.image_side}x{args.image_side} PNG, "
           f"{args.threads} thread(s) per server, CPU: {cpu_model()} ({os.cpu_count()} cores), "
-          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+          f"load average {os.getloadavg()[0]:.1f}, "
+          f"mqt-llava serve on {args.ours_python}")  # fmt: skip
     print(f"{'server':<16} {'clients':>7} {'ok':>4} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'req/s':>6}")  # fmt: skip
     failed = False
