@@ -2,10 +2,12 @@
 
 Starts each server in turn in a child process on a free 127.0.0.1 port (never both at once, so
 they do not share the CPU), then for 1, 4 and 16 closed-loop clients sends a fixed number of
-streamed-off chat completions, each with a PNG data-URI image and a budget cycling over
+(non-streamed) chat completions, each with a PNG data-URI image and a budget cycling over
 `--budgets` (so batches mix budgets), greedy, `--max-tokens` each. Prints requests/s and p50/p99
-latency per server and client count, with the CPU model and thread count. Run it in the vLLM
-venv (`make vllm-env`), which also holds mqt-llava:
+latency per server and client count, with the CPU model and thread count. Each request has a new
+image by default (`--image-pool N` cycles over N images instead, where vLLM's processor, encoder
+and prefix caches hit and our server recomputes). Run it in the vLLM venv (`make vllm-env`),
+which also holds mqt-llava:
 
     .venv-vllm/bin/python scripts/bench_vllm_vs_serve.py --model DIR
 """
@@ -88,12 +90,13 @@ class Server:
         self.log.close()
 
 
-def run_level(url: str, body_for, clients: int, requests: int) -> dict:
-    """`requests` chat completions from `clients` closed-loop clients; latencies of the 200s."""
+def run_level(url: str, body_for, clients: int, requests: int, first: int) -> dict:
+    """`requests` chat completions (numbered from `first`) from `clients` closed-loop clients;
+    latencies of the 200s."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     lock = threading.Lock()
-    counter = iter(range(requests))
+    counter = iter(range(first, first + requests))
 
     def client() -> None:
         with httpx.Client(base_url=url, timeout=600) as http:
@@ -138,17 +141,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", default="1,4,16", help="cycled; each in [1, M]")
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--image-side", type=int, default=64)
+    parser.add_argument(
+        "--image-pool",
+        type=int,
+        default=0,
+        help="cycle over this many images (vLLM's caches then hit); 0: a new image per request",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads per server")
     parser.add_argument("--servers", default="mqt-llava,vllm")
+    parser.add_argument(
+        "--ours-python", default=sys.executable, help="python of the venv running mqt-llava serve"
+    )
     args = parser.parse_args(argv)
     budgets = [int(b) for b in args.budgets.split(",")]
     levels = [int(c) for c in args.clients.split(",")]
-    images = [image_uri(args.image_side, seed) for seed in range(4)]
+
+    def image(i: int) -> str:
+        return image_uri(args.image_side, i % args.image_pool if args.image_pool else i)
+
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
 
     def messages(i: int) -> list[dict]:
         return [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": images[i % len(images)]}},
+            {"type": "image_url", "image_url": {"url": image(i)}},
             {"type": "text", "text": f"Question {i}: what is in the picture?"}]}]  # fmt: skip
 
     def common(i: int) -> dict:
@@ -159,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     servers = {
         "mqt-llava": (
             Server("mqt-llava serve",
-                   [sys.executable, "-m", "mqt_llava.cli", "serve", "--model", str(args.model),
+                   [args.ours_python, "-m", "mqt_llava.cli", "serve", "--model", str(args.model),
                     "--port", str(port), "--model-name", "bench"],
                    env, f"http://127.0.0.1:{port}/health"),
             lambda i: {**common(i), "num_visual_tokens": budgets[i % len(budgets)]},
@@ -169,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                    [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
                     str(args.model), "--served-model-name", "bench", "--host", "127.0.0.1",
                     "--port", str(port), "--dtype", "float32", "--max-model-len", "1024",
-                    "--trust-request-mm-kwargs"],
+                    "--trust-request-mm-kwargs", "--chat-template",
+                    str(args.model / "chat_template.jinja")],
                    {**env, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"},
                    f"http://127.0.0.1:{port}/health"),
             lambda i: {**common(i),
@@ -177,9 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }  # fmt: skip
     print(f"model {args.model.name}, budgets {budgets}, max_tokens {args.max_tokens}, "
-          f"{args.requests} requests per level, {args.image_side}x{args.image_side} PNG, "
+          f"{args.requests} requests per level, {args.image_side}x{args.image_side} PNG "
+          f"({f'pool of {args.image_pool}' if args.image_pool else 'a new one per request'}), "
           f"{args.threads} thread(s) per server, CPU: {cpu_model()} ({os.cpu_count()} cores), "
-          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+          f"load average {os.getloadavg()[0]:.1f}, "
+          f"mqt-llava serve on {args.ours_python}")  # fmt: skip
     print(f"{'server':<16} {'clients':>7} {'ok':>4} {'err':>4} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'req/s':>6}")  # fmt: skip
     failed = False
@@ -189,9 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         with server:
             startup = time.perf_counter() - started
             url = f"http://127.0.0.1:{port}"
-            run_level(url, body_for, 1, 2)  # warm-up, not reported
-            for clients in levels:
-                r = run_level(url, body_for, clients, args.requests)
+            run_level(url, body_for, 1, 2, first=10**6)  # warm-up, not reported
+            for n, clients in enumerate(levels):
+                # The same requests for both servers; images distinct across levels too.
+                r = run_level(url, body_for, clients, args.requests, first=n * args.requests)
                 err = sum(r["errors"].values())
                 print(f"{server.name:<16} {clients:>7} {r['ok']:>4} {err:>4} {r['p50']:>8.1f} "
                       f"{r['p99']:>8.1f} {r['rps']:>6.2f}", flush=True)  # fmt: skip

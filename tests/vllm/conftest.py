@@ -6,7 +6,8 @@ from __future__ import annotations
 import importlib.util
 import os
 
-if importlib.util.find_spec("vllm") is not None:
+_spec = importlib.util.find_spec("vllm")  # None, or this folder as a namespace package
+if _spec is not None and _spec.origin is not None:
     # Fast, small engines on a shared CPU (measured in shared/ENV-NOTES.md, "vLLM on CPU"):
     # in-process engine cores start in seconds instead of tens of seconds.
     for key, value in {

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from vllm_models import SKIP_REASON, save_model
+from vllm_models import SKIP_REASON, save_model, vllm_installed
 
-pytest.importorskip("vllm", reason=SKIP_REASON)
+if not vllm_installed():
+    pytest.skip(SKIP_REASON, allow_module_level=True)
 
 from vllm import LLM
 

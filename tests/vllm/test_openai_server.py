@@ -13,9 +13,10 @@ import sys
 import time
 
 import pytest
-from vllm_models import SKIP_REASON, save_model
+from vllm_models import SKIP_REASON, save_model, vllm_installed
 
-pytest.importorskip("vllm", reason=SKIP_REASON)
+if not vllm_installed():
+    pytest.skip(SKIP_REASON, allow_module_level=True)
 
 import httpx
 import numpy as np
@@ -41,7 +42,8 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("log") / "server.log"
     argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(folder),
             "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-            "--max-model-len", "512", "--enforce-eager", "--trust-request-mm-kwargs"]  # fmt: skip
+            "--max-model-len", "512", "--enforce-eager", "--trust-request-mm-kwargs",
+            "--chat-template", str(folder / "chat_template.jinja")]  # fmt: skip
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
     url = f"http://127.0.0.1:{port}"

@@ -7,6 +7,7 @@ initialiser range, so that greedy tokens are not decided by near-ties between lo
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -16,6 +17,13 @@ from transformers import AutoTokenizer, CLIPImageProcessorPil
 from mqt_llava.model import MQTLlavaConfig, MQTLlavaForConditionalGeneration, MQTLlavaProcessor
 
 SKIP_REASON = "vllm is not installed: the vLLM tests run in .venv-vllm (`make vllm-test`)"
+
+
+def vllm_installed() -> bool:
+    """Whether the real vllm is importable (this folder, on `sys.path`, is a namespace `vllm`)."""
+    spec = importlib.util.find_spec("vllm")
+    return spec is not None and spec.origin is not None
+
 
 TEXT_BASE = dict(
     model_type="llama",

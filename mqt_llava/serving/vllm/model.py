@@ -21,7 +21,11 @@ from torch import nn
 from transformers import AutoModel
 from vllm.config import VllmConfig
 from vllm.model_executor.model_loader.weight_utils import default_weight_loader
-from vllm.model_executor.models.interfaces import MultiModalEmbeddings, SupportsMultiModal
+from vllm.model_executor.models.interfaces import (
+    MultiModalEmbeddings,
+    SupportsMultiModal,
+    SupportsPP,
+)
 from vllm.model_executor.models.utils import init_vllm_registered_model, maybe_prefix
 from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.sequence import IntermediateTensors
@@ -43,7 +47,7 @@ FEATURE_CACHE_SIZE = 32  # images whose M visual tokens are kept (M x D each)
     info=MQTLlavaProcessingInfo,
     dummy_inputs=MQTLlavaDummyInputsBuilder,
 )
-class MQTLlavaForVLLM(nn.Module, SupportsMultiModal):
+class MQTLlavaForVLLM(nn.Module, SupportsMultiModal, SupportsPP):
     """vLLM's view of `MQTLlavaForConditionalGeneration`, loading the same weight files."""
 
     @classmethod
