@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, sort_checkpoints
 from transformers.utils import logging
 
 from ..data.collator import expand_image_placeholders
@@ -252,23 +252,23 @@ def _rotate(run_dir: Path, limit: int | None) -> None:
     """Keeps the newest `limit` complete checkpoints (the Trainer rotates inside staging)."""
     if not limit:
         return
-    found = sorted(
-        (int(p.name.rsplit("-", 1)[1]), p)
-        for p in run_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-        if p.name.rsplit("-", 1)[1].isdigit()
-    )
-    for _, path in found[:-limit]:
+    for path in sort_checkpoints(str(run_dir))[:-limit]:
         shutil.rmtree(path, ignore_errors=True)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete `checkpoint-N` in `run_dir` (staged, unfinished saves are ignored)."""
-    run_dir = Path(run_dir)
-    found = [
-        (int(p.name.rsplit("-", 1)[1]), p)
-        for p in run_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-        if p.is_dir()
-        and p.name.rsplit("-", 1)[1].isdigit()
-        and (p / "trainer_state.json").is_file()
+    """The newest complete `checkpoint-N` in `run_dir` (staged, unfinished saves are ignored).
+
+    `transformers`' `get_last_checkpoint` picks the highest `checkpoint-N`; ours are renamed
+    into place only once complete, and a folder without `trainer_state.json` (another tool's,
+    or copied in part) is passed over for the next one down.
+    """
+    if not Path(run_dir).is_dir():
+        return None
+    newest = get_last_checkpoint(str(run_dir))
+    if newest is not None and (Path(newest) / "trainer_state.json").is_file():
+        return Path(newest)
+    complete = [
+        p for p in sort_checkpoints(str(run_dir)) if Path(p, "trainer_state.json").is_file()
     ]
-    return max(found)[1] if found else None
+    return Path(complete[-1]) if complete else None
