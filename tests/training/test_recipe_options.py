@@ -136,3 +136,33 @@ def test_reruns_are_bit_identical(tmp_path, tiny_dir, records_dir):
     assert first.losses == second.losses  # exactly, not approximately
     weights = [(tmp_path / n / "model.safetensors").read_bytes() for n in ("a", "b")]
     assert weights[0] == weights[1]
+
+
+def test_curriculum_phase_has_its_own_records_and_budget(tmp_path, tiny_dir, records_dir):
+    import json
+
+    from mqt_llava.training.curriculum import CurriculumSampler
+    from mqt_llava.training.sampler import BudgetSampler
+
+    records = json.loads((records_dir / "train.json").read_text())
+    easy = tmp_path / "easy.json"
+    easy.write_text(json.dumps([r for r in records if "image" in r][:3]))
+    phase = f"curriculum=[{{until_step: 2, train_json: {easy}, budget: 'fixed:M'}}]"
+    result = _run(tmp_path, tiny_dir, records_dir, "curriculum", phase)
+    assert [m for _, m in result.budgets][:2] == [16, 16]  # M of the tiny model
+    main = BudgetSampler("uniform-even", 16, seed=42)  # the recipe's policy and seed after it
+    assert [m for _, m in result.budgets][2:] == [main(2), main(3)]
+    assert len(result.losses) == 4
+
+    # the phase's steps draw only from its records (indices after the main dataset's 16)
+    sampler = CurriculumSampler(16, [(2, [16, 17, 18])], max_steps=4, samples_per_step=4, seed=0)
+    order = list(sampler)
+    assert len(order) == 16 and set(order[:8]) <= {16, 17, 18}
+    assert set(order[8:]) <= set(range(16)) and order == list(sampler)  # seeded: repeatable
+
+
+def test_curriculum_needs_max_steps(tiny_dir, capsys):
+    argv = ["train", "stage2", "--set", f"model={tiny_dir}"]
+    argv += ["--set", "curriculum=[{until_step: 5}]", "--print-config"]
+    assert cli_main(argv) == 2
+    assert "curriculum needs training.max_steps" in capsys.readouterr().err
