@@ -45,6 +45,18 @@ def test_print_config_refuses_an_option_that_cannot_apply(tiny_dir, capsys, over
     assert err.startswith("mqt-llava: error: ") and message in err and err.count("\n") == 1
 
 
+def test_deepspeed_without_deepspeed_installed_is_refused(tiny_dir, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name)
+    )
+    argv = ["train", "stage2", "--set", f"model={tiny_dir}", "--set", "training.deepspeed=zero2"]
+    assert cli_main([*argv, "--print-config"]) == 2
+    assert "training.deepspeed needs DeepSpeed" in capsys.readouterr().err
+
+
 def test_print_config_refuses_a_folder_that_is_not_a_model(tmp_path, capsys):
     assert cli_main(["train", "stage2", "--set", f"model={tmp_path}", "--print-config"]) == 2
     assert "is not an MQT-LLaVA folder" in capsys.readouterr().err
