@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import DynamicCache
 
 from ..data.collator import expand_image_placeholders
 from ..data.llava_json import IGNORE_INDEX, tokenize_record
 from ..data.shapes import PROMPT_SUFFIX, QUESTION_TYPES
 from ..model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
+from ..training.prefix import with_prefix_cache
 from ..training.sampler import BudgetSampler
 from .shapes_vision import cosine_schedule
 
@@ -258,19 +258,9 @@ def language_loss(
         return model(
             input_ids=input_ids, attention_mask=attention_mask, labels=labels, visual_tokens=tokens
         ).loss
-    rows, length = input_ids.shape
-    cache = DynamicCache(config=model.config.text_config)
-    model.language_model.model(input_ids=input_ids[:1, :prefix], cache=cache, use_cache=True)
-    cache.batch_repeat_interleave(rows)  # (1, ...) -> (B, ...), still in the autograd graph
-    positions = torch.arange(prefix, length)[None].expand(rows, -1)  # (B, L - prefix)
-    return model(
-        input_ids=input_ids[:, prefix:],
-        attention_mask=attention_mask,  # (B, L): the cached prefix is attended to
-        labels=labels[:, prefix:],
-        visual_tokens=tokens,
-        cache=cache,
-        position_ids=positions,
-    ).loss
+    # the training layer's shared-prefix step (the recipe option `shared_prefix_loss`)
+    inputs = with_prefix_cache(model.language_model, dict(batch), prefix)
+    return model(**inputs, visual_tokens=tokens).loss
 
 
 def trainable_parameters(
