@@ -24,6 +24,7 @@ from ..data.collator import expand_image_placeholders
 from ..data.llava_json import IGNORE_INDEX, tokenize_record
 from ..data.shapes import PROMPT_SUFFIX, QUESTION_TYPES
 from ..model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
+from ..training.curriculum import PhasedBudgets
 from ..training.prefix import with_prefix_cache
 from ..training.sampler import BudgetSampler
 from .shapes_vision import cosine_schedule
@@ -302,9 +303,13 @@ def train_stage(
     if config.first_steps and not first_samples:
         raise ValueError(f"{name}: first_steps={config.first_steps} but no first_samples given")
     torch.manual_seed(config.seed)
-    sampler = BudgetSampler(config.budget, model.config.num_queries, config.seed)
     first_sampler = BudgetSampler(
         config.first_budget or config.budget, model.config.num_queries, config.seed
+    )
+    # the training layer's curriculum budgets (the recipe option `curriculum`)
+    sampler = PhasedBudgets(
+        BudgetSampler(config.budget, model.config.num_queries, config.seed),
+        [(config.first_steps, first_sampler)],
     )
     params = trainable_parameters(model, config.train_language_model)
     optimizer = torch.optim.AdamW(
@@ -319,7 +324,7 @@ def train_stage(
     start = time.perf_counter()
     for step in range(config.steps):
         first = step < config.first_steps
-        m = first_sampler(step) if first else sampler(step)
+        m = sampler(step)
         pool = first_samples if first else samples
         batch_samples = order.sample(pool, min(config.batch_size, len(pool)))
         batch = collate(batch_samples, m, image_id, pad_id)
