@@ -27,7 +27,7 @@ from ..model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
 from ..training.curriculum import PhasedBudgets
 from ..training.prefix import with_prefix_cache
 from ..training.sampler import BudgetSampler
-from .shapes_vision import cosine_schedule
+from ..training.schedule import cosine_schedule
 
 
 @dataclass

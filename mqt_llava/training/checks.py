@@ -66,6 +66,8 @@ def check_applicable(config: RecipeConfig) -> None:
             "curriculum needs training.max_steps: its phases are counted in optimizer steps "
             "and the run is one pass of that many steps."
         )
+    if config.data.sampling == "per-step" and not config.training.get("max_steps"):
+        raise ValueError("data.sampling=per-step needs training.max_steps (steps, not epochs).")
     check_training_section(config.training)
     if getattr(config, "feature_cache", False) and "vision_tower" in config.train_modules:
         raise ValueError(
