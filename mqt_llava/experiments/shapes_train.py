@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import DynamicCache
 
 from ..data.collator import expand_image_placeholders
 from ..data.llava_json import IGNORE_INDEX, tokenize_record
 from ..data.shapes import PROMPT_SUFFIX, QUESTION_TYPES
 from ..model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
+from ..training.curriculum import PhasedBudgets
+from ..training.prefix import with_prefix_cache
 from ..training.sampler import BudgetSampler
-from .shapes_vision import cosine_schedule
+from ..training.schedule import cosine_schedule
 
 
 @dataclass
@@ -258,19 +259,9 @@ def language_loss(
         return model(
             input_ids=input_ids, attention_mask=attention_mask, labels=labels, visual_tokens=tokens
         ).loss
-    rows, length = input_ids.shape
-    cache = DynamicCache(config=model.config.text_config)
-    model.language_model.model(input_ids=input_ids[:1, :prefix], cache=cache, use_cache=True)
-    cache.batch_repeat_interleave(rows)  # (1, ...) -> (B, ...), still in the autograd graph
-    positions = torch.arange(prefix, length)[None].expand(rows, -1)  # (B, L - prefix)
-    return model(
-        input_ids=input_ids[:, prefix:],
-        attention_mask=attention_mask,  # (B, L): the cached prefix is attended to
-        labels=labels[:, prefix:],
-        visual_tokens=tokens,
-        cache=cache,
-        position_ids=positions,
-    ).loss
+    # the training layer's shared-prefix step (the recipe option `shared_prefix_loss`)
+    inputs = with_prefix_cache(model.language_model, dict(batch), prefix)
+    return model(**inputs, visual_tokens=tokens).loss
 
 
 def trainable_parameters(
@@ -312,9 +303,13 @@ def train_stage(
     if config.first_steps and not first_samples:
         raise ValueError(f"{name}: first_steps={config.first_steps} but no first_samples given")
     torch.manual_seed(config.seed)
-    sampler = BudgetSampler(config.budget, model.config.num_queries, config.seed)
     first_sampler = BudgetSampler(
         config.first_budget or config.budget, model.config.num_queries, config.seed
+    )
+    # the training layer's curriculum budgets (the recipe option `curriculum`)
+    sampler = PhasedBudgets(
+        BudgetSampler(config.budget, model.config.num_queries, config.seed),
+        [(config.first_steps, first_sampler)],
     )
     params = trainable_parameters(model, config.train_language_model)
     optimizer = torch.optim.AdamW(
@@ -329,7 +324,7 @@ def train_stage(
     start = time.perf_counter()
     for step in range(config.steps):
         first = step < config.first_steps
-        m = first_sampler(step) if first else sampler(step)
+        m = sampler(step)
         pool = first_samples if first else samples
         batch_samples = order.sample(pool, min(config.batch_size, len(pool)))
         batch = collate(batch_samples, m, image_id, pad_id)

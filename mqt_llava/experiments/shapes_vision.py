@@ -14,7 +14,6 @@ encoder's features through the connector.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from torch import nn
 
 from ..data.shapes_scene import BACKGROUND, COLOURS, SHAPES, SIZES
 from ..model import MQTLlavaForConditionalGeneration
+from ..training.schedule import cosine_schedule  # the shapes loops' schedule, a recipe option
 
 # Per-patch targets: (name, number of classes); class 0 is "background" for object attributes.
 ATTRIBUTES: tuple[tuple[str, int], ...] = (
@@ -232,18 +232,3 @@ def warm_up_vision(
             )
     model.vision_tower.eval()
     return heads
-
-
-def cosine_schedule(
-    optimizer: torch.optim.Optimizer, steps: int, warmup_ratio: float
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over `warmup_ratio * steps` steps, then cosine decay to 0."""
-    warmup = max(1, round(warmup_ratio * steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, steps - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -7,6 +7,7 @@ without a data file and without loading weights: each error names the key to cha
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 
@@ -65,6 +66,8 @@ def check_applicable(config: RecipeConfig) -> None:
             "curriculum needs training.max_steps: its phases are counted in optimizer steps "
             "and the run is one pass of that many steps."
         )
+    if config.data.sampling == "per-step" and not config.training.get("max_steps"):
+        raise ValueError("data.sampling=per-step needs training.max_steps (steps, not epochs).")
     check_training_section(config.training)
     if getattr(config, "feature_cache", False) and "vision_tower" in config.train_modules:
         raise ValueError(
@@ -85,6 +88,11 @@ def check_training_section(training: dict) -> None:
             f"Unknown training option(s) {unknown}: the `training` section takes "
             "transformers.TrainingArguments fields (learning_rate, num_train_epochs, "
             "per_device_train_batch_size, gradient_accumulation_steps, bf16, ...)."
+        )
+    if training.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise ValueError(
+            "training.deepspeed needs DeepSpeed, which is not installed: "
+            "pip install 'mqt-llava[train]' (or pip install deepspeed)."
         )
     for key in ("deepspeed", "fsdp_config"):
         value = training.get(key)

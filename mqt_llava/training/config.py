@@ -39,6 +39,7 @@ class DataConfig:
     max_length: int = 2048
     bad_records: str = "skip"
     group_by_modality_length: bool = False
+    sampling: str = "passes"  # passes: seeded epochs; per-step: each step drawn afresh
 
 
 @dataclass
@@ -147,6 +148,7 @@ class RecipeConfig:
     feature_cache: bool | str = False  # frozen tower: encode each image once (true or a dtype)
     shared_prefix_loss: bool = False  # run the prompt all rows share once per batch
     curriculum: list[CurriculumPhase] | None = None  # phases with their own records / budgets
+    lr_schedule: str | None = None  # None: training.lr_scheduler_type; warmup-first-step-cosine
 
     def validate(self, require_data: bool = True) -> RecipeConfig:
         """Checks cross-field rules; raises ValueError saying which key to change.
@@ -176,6 +178,15 @@ class RecipeConfig:
         if any(b < 1 for b in bounds) or bounds != sorted(set(bounds)):
             raise ValueError(
                 f"curriculum: until_step values must be positive and increasing, got {bounds}."
+            )
+        if self.data.sampling not in ("passes", "per-step"):
+            raise ValueError(
+                f"data.sampling must be passes or per-step, got {self.data.sampling!r}."
+            )
+        if self.lr_schedule not in (None, "warmup-first-step-cosine"):
+            raise ValueError(
+                "lr_schedule must be null (the Trainer's lr_scheduler_type) or "
+                f"warmup-first-step-cosine, got {self.lr_schedule!r}."
             )
         if require_data and self.data.train_json is None:
             raise ValueError("data.train_json is required: --set data.train_json=PATH.")

@@ -15,6 +15,7 @@ seeded, when it runs out), so a curriculum needs `training.max_steps`.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -56,6 +57,9 @@ class CurriculumSampler(Sampler[int]):
         samples_per_step: Per-device batch x ranks x accumulation steps.
         seed: The data seed.
         main_order: Orders the main pool per pass (e.g. grouped by modality); `None`: shuffled.
+        per_step: Draw each step's samples afresh, `random.Random(seed).sample(pool, n)` step
+            after step (records may recur before a pass is complete), as the ShapesVQA loop of
+            `mqt_llava.experiments` does; otherwise pools are walked in seeded passes.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class CurriculumSampler(Sampler[int]):
         samples_per_step: int,
         seed: int,
         main_order: Sampler[int] | None = None,
+        per_step: bool = False,
     ):
         self.main_size = main_size
         self.phases = [(until, list(pool)) for until, pool in phases]
@@ -73,6 +78,7 @@ class CurriculumSampler(Sampler[int]):
         self.samples_per_step = samples_per_step
         self.seed = seed
         self.main_order = main_order
+        self.per_step = per_step
 
     def __len__(self) -> int:
         return self.max_steps * self.samples_per_step
@@ -81,6 +87,9 @@ class CurriculumSampler(Sampler[int]):
         """The whole run is one pass; nothing changes between epochs."""
 
     def __iter__(self) -> Iterator[int]:
+        if self.per_step:
+            yield from self._per_step()
+            return
         generator = torch.Generator().manual_seed(self.seed)
         out: list[int] = []
         start = 0
@@ -97,3 +106,17 @@ class CurriculumSampler(Sampler[int]):
                 out += torch.randperm(self.main_size, generator=generator).tolist()
             passes += 1
         yield from out[: len(self)]
+
+    def _per_step(self) -> list[int]:
+        order = random.Random(self.seed)
+        main = list(range(self.main_size))
+        out: list[int] = []
+        for step in range(self.max_steps):
+            pool = next((p for until, p in self.phases if step < until), main)
+            if len(pool) < self.samples_per_step:
+                raise ValueError(
+                    f"data.sampling=per-step draws {self.samples_per_step} samples per step from "
+                    f"a pool of {len(pool)} records: lower the batch size or add records."
+                )
+            out += order.sample(pool, self.samples_per_step)
+        return out

@@ -180,6 +180,8 @@ def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> T
         modality_lengths=dataset.modality_lengths if data.group_by_modality_length else None,
         shared_prefix_loss=config.shared_prefix_loss,
         curriculum=curriculum,
+        per_step_sampling=data.sampling == "per-step",
+        lr_schedule=config.lr_schedule,
     )
     if config.log_file:
         log_path = Path(args.output_dir) / config.log_file

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, sort_checkpoints
 from transformers.utils import logging
 
 from ..data.collator import expand_image_placeholders
@@ -31,6 +31,7 @@ from .batching import ModalityLengthGroupedSampler
 from .curriculum import CurriculumSampler
 from .prefix import shared_prefix_length, with_prefix_cache
 from .sampler import BudgetSampler
+from .schedule import cosine_schedule
 
 logger = logging.get_logger(__name__)
 
@@ -58,6 +59,8 @@ class MQTTrainer(Trainer):
         modality_lengths: list[int] | None = None,
         shared_prefix_loss: bool = False,
         curriculum: list[tuple[int, list[int]]] | None = None,
+        per_step_sampling: bool = False,
+        lr_schedule: str | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
@@ -68,6 +71,8 @@ class MQTTrainer(Trainer):
             )
         self.shared_prefix_loss = shared_prefix_loss
         self.curriculum = curriculum  # (until_step, dataset indices) per phase
+        self.per_step_sampling = per_step_sampling
+        self.lr_schedule = lr_schedule
         self.budget_sampler = budget_sampler
         self.image_token_id = image_token_id
         self.pad_token_id = pad_token_id
@@ -204,17 +209,28 @@ class MQTTrainer(Trainer):
                 world_size=self.args.world_size * self.args.gradient_accumulation_steps,
                 seed=seed,
             )
-        if self.curriculum is None:
+        if self.curriculum is None and not self.per_step_sampling:
             return grouped if grouped is not None else super()._get_train_sampler(train_dataset)
         per_step = self.args.per_device_train_batch_size * self.args.world_size
+        dataset = self.train_dataset  # ConcatDataset([main, *phases]) with a curriculum
         return CurriculumSampler(
-            main_size=self.train_dataset.cumulative_sizes[0],  # ConcatDataset([main, *phases])
-            phases=self.curriculum,
+            main_size=dataset.cumulative_sizes[0] if self.curriculum else len(dataset),
+            phases=self.curriculum or [],
             max_steps=self.args.max_steps,
             samples_per_step=per_step * self.args.gradient_accumulation_steps,
             seed=seed,
             main_order=grouped,
+            per_step=self.per_step_sampling,
         )
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_schedule is None or self.lr_scheduler is not None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        warmup = self.args.warmup_steps
+        ratio = warmup if warmup < 1 else warmup / num_training_steps
+        self.lr_scheduler = cosine_schedule(optimizer or self.optimizer, num_training_steps, ratio)
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     # -- atomic checkpoints -----------------------------------------------------------------------
     def _get_output_dir(self, trial) -> str:
@@ -252,23 +268,23 @@ def _rotate(run_dir: Path, limit: int | None) -> None:
     """Keeps the newest `limit` complete checkpoints (the Trainer rotates inside staging)."""
     if not limit:
         return
-    found = sorted(
-        (int(p.name.rsplit("-", 1)[1]), p)
-        for p in run_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-        if p.name.rsplit("-", 1)[1].isdigit()
-    )
-    for _, path in found[:-limit]:
+    for path in sort_checkpoints(str(run_dir))[:-limit]:
         shutil.rmtree(path, ignore_errors=True)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete `checkpoint-N` in `run_dir` (staged, unfinished saves are ignored)."""
-    run_dir = Path(run_dir)
-    found = [
-        (int(p.name.rsplit("-", 1)[1]), p)
-        for p in run_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-        if p.is_dir()
-        and p.name.rsplit("-", 1)[1].isdigit()
-        and (p / "trainer_state.json").is_file()
+    """The newest complete `checkpoint-N` in `run_dir` (staged, unfinished saves are ignored).
+
+    `transformers`' `get_last_checkpoint` picks the highest `checkpoint-N`; ours are renamed
+    into place only once complete, and a folder without `trainer_state.json` (another tool's,
+    or copied in part) is passed over for the next one down.
+    """
+    if not Path(run_dir).is_dir():
+        return None
+    newest = get_last_checkpoint(str(run_dir))
+    if newest is not None and (Path(newest) / "trainer_state.json").is_file():
+        return Path(newest)
+    complete = [
+        p for p in sort_checkpoints(str(run_dir)) if Path(p, "trainer_state.json").is_file()
     ]
-    return max(found)[1] if found else None
+    return Path(complete[-1]) if complete else None

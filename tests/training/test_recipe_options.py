@@ -34,6 +34,8 @@ def test_one_override_fine_tunes_a_model_folder(tiny_dir, capsys):
         (["training.deepspeed=zero9"], "training.deepspeed: 'zero9' is neither"),
         (["budget.policy=fixed:99"], "budget.policy:"),
         (["feature_cache=true", "train_modules=[vision_tower]"], "feature_cache cannot apply"),
+        (["data.sampling=per-step"], "data.sampling=per-step needs training.max_steps"),
+        (["lr_schedule=linear"], "lr_schedule must be null"),
     ],
 )
 def test_print_config_refuses_an_option_that_cannot_apply(tiny_dir, capsys, overrides, message):
@@ -43,6 +45,18 @@ def test_print_config_refuses_an_option_that_cannot_apply(tiny_dir, capsys, over
     assert cli_main([*argv, "--print-config"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mqt-llava: error: ") and message in err and err.count("\n") == 1
+
+
+def test_deepspeed_without_deepspeed_installed_is_refused(tiny_dir, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name)
+    )
+    argv = ["train", "stage2", "--set", f"model={tiny_dir}", "--set", "training.deepspeed=zero2"]
+    assert cli_main([*argv, "--print-config"]) == 2
+    assert "training.deepspeed needs DeepSpeed" in capsys.readouterr().err
 
 
 def test_print_config_refuses_a_folder_that_is_not_a_model(tmp_path, capsys):
@@ -136,3 +150,33 @@ def test_reruns_are_bit_identical(tmp_path, tiny_dir, records_dir):
     assert first.losses == second.losses  # exactly, not approximately
     weights = [(tmp_path / n / "model.safetensors").read_bytes() for n in ("a", "b")]
     assert weights[0] == weights[1]
+
+
+def test_curriculum_phase_has_its_own_records_and_budget(tmp_path, tiny_dir, records_dir):
+    import json
+
+    from mqt_llava.training.curriculum import CurriculumSampler
+    from mqt_llava.training.sampler import BudgetSampler
+
+    records = json.loads((records_dir / "train.json").read_text())
+    easy = tmp_path / "easy.json"
+    easy.write_text(json.dumps([r for r in records if "image" in r][:3]))
+    phase = f"curriculum=[{{until_step: 2, train_json: {easy}, budget: 'fixed:M'}}]"
+    result = _run(tmp_path, tiny_dir, records_dir, "curriculum", phase)
+    assert [m for _, m in result.budgets][:2] == [16, 16]  # M of the tiny model
+    main = BudgetSampler("uniform-even", 16, seed=42)  # the recipe's policy and seed after it
+    assert [m for _, m in result.budgets][2:] == [main(2), main(3)]
+    assert len(result.losses) == 4
+
+    # the phase's steps draw only from its records (indices after the main dataset's 16)
+    sampler = CurriculumSampler(16, [(2, [16, 17, 18])], max_steps=4, samples_per_step=4, seed=0)
+    order = list(sampler)
+    assert len(order) == 16 and set(order[:8]) <= {16, 17, 18}
+    assert set(order[8:]) <= set(range(16)) and order == list(sampler)  # seeded: repeatable
+
+
+def test_curriculum_needs_max_steps(tiny_dir, capsys):
+    argv = ["train", "stage2", "--set", f"model={tiny_dir}"]
+    argv += ["--set", "curriculum=[{until_step: 5}]", "--print-config"]
+    assert cli_main(argv) == 2
+    assert "curriculum needs training.max_steps" in capsys.readouterr().err
