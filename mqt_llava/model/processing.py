@@ -57,8 +57,8 @@ class MQTLlavaProcessor(ProcessorMixin):
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
         if tokenizer.pad_token_id is None:  # the release pads with <unk> (LLaMA has no pad token)
             tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-        if chat_template is None:
-            chat_template = dict(CHAT_TEMPLATES)
+        if chat_template is None:  # an LM's own template (SmolLM2's ChatML) wins over ours
+            chat_template = tokenizer.chat_template or dict(CHAT_TEMPLATES)
         if not tokenizer.chat_template:
             tokenizer.chat_template = chat_template
         super().__init__(image_processor, tokenizer, chat_template=chat_template, **kwargs)
