@@ -262,6 +262,10 @@ def main(argv=None) -> int:
                 }
             )
 
+    for row in latency:
+        curve = interpolate_fixed(fixed_test, row["test"]["gflops"])
+        row["fixed_curve_test"] = curve
+        row["above_fixed_curve_test"] = bool(row["test"]["accuracy"] > curve)
     for rows in families.values():
         for row in rows:
             curve = interpolate_fixed(fixed_test, row["test"]["gflops"])
