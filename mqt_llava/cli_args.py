@@ -131,13 +131,18 @@ def threads(text: str) -> int | str:
 
 
 def device(text: str) -> str:
-    """A torch device this machine has: `cpu`, `cuda`, `cuda:N`, `mps`."""
+    """A torch device this machine has: `cpu`, `cuda`, `cuda:N`, `mps`, or `auto`.
+
+    `auto` spreads the model over the devices found (`device_map="auto"`, see `hub.loading`).
+    """
     import torch
 
+    if text.strip() == "auto":
+        return "auto"
     try:
         parsed = torch.device(text.strip())
     except (RuntimeError, ValueError):
-        _fail(f"expected cpu, cuda, cuda:N or mps, got {text!r}")
+        _fail(f"expected cpu, cuda, cuda:N, mps or auto, got {text!r}")
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch is a CPU-only build" if torch.version.cuda is None else "none found"
@@ -149,7 +154,7 @@ def device(text: str) -> str:
         if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
             _fail(f"{text!r}: MPS is not available on this machine; use --device cpu")
     elif parsed.type != "cpu":
-        _fail(f"expected cpu, cuda, cuda:N or mps, got {text!r}")
+        _fail(f"expected cpu, cuda, cuda:N, mps or auto, got {text!r}")
     return str(parsed)
 
 

@@ -33,7 +33,7 @@ CASES = [
     ([*ASK, "--max-new-tokens", "0"], "--max-new-tokens: expected a positive integer"),
     ([*ASK, "--temperature", "-1"], "--temperature: expected a finite number >= 0"),
     ([*ASK, "--temperature", "nan"], "--temperature: expected a finite number >= 0"),
-    ([*ASK, "--device", "bogus"], "--device: expected cpu, cuda, cuda:N or mps, got 'bogus'"),
+    ([*ASK, "--device", "bogus"], "--device: expected cpu, cuda, cuda:N, mps or auto, got 'bogus'"),
     ([*ASK, "--device", CUDA], "--device: 'cuda"),
     ([*ASK, "--threads", "0"], "--threads: expected a positive number of threads or 'auto'"),
     (["ask", "Q?", "--image", IMAGE, "--model", "/nonexistent"], "not a model folder"),

@@ -132,7 +132,7 @@ def test_a_refused_eval_writes_no_run_record(tiny_model_dir, tmp_path, capsys):
     zero = eval_argv(tiny_model_dir, data, images, out)
     zero[zero.index("--max-new-tokens") + 1] = "0"
     assert main(zero) == 2
-    assert "--max-new-tokens must be at least 1" in capsys.readouterr().err
+    assert "--max-new-tokens: expected a positive integer" in capsys.readouterr().err
     assert not (out / RUN_FILE).exists()
     assert main(eval_argv(tiny_model_dir, data, images, out)) == 0  # the corrected retry runs
 
