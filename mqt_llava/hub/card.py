@@ -172,7 +172,17 @@ def add_remote_code(folder: str | Path) -> list[str]:
         The module files copied.
     """
     folder = Path(folder)
-    modules = sorted(_module_closure([*REMOTE_ENTRY, REMOTE_PROCESSOR[0]]))
+    entries = [*REMOTE_ENTRY, REMOTE_PROCESSOR[0]]
+    tokenizer_config = folder / "tokenizer_config.json"
+    tokenizer_class = None
+    if tokenizer_config.is_file():
+        tokenizer_class = json.loads(tokenizer_config.read_text()).get("tokenizer_class")
+    # A converted release keeps its sentencepiece tokenizer under the slow tokenizer's rules:
+    # without its code, transformers would rebuild a fast tokenizer that tokenizes differently.
+    custom_tokenizer = tokenizer_class == "LlavaLlamaTokenizer"
+    if custom_tokenizer:
+        entries.append("tokenization")
+    modules = sorted(_module_closure(entries))
     for name in modules:
         shutil.copyfile(MODEL_PACKAGE / f"{name}.py", folder / f"{name}.py")
     config = json.loads((folder / "config.json").read_text())
@@ -188,6 +198,8 @@ def add_remote_code(folder: str | Path) -> list[str]:
         if path.is_file():
             data = json.loads(path.read_text())
             data["auto_map"] = {**data.get("auto_map", {}), **auto_map}
+            if custom_tokenizer and name == "tokenizer_config.json":
+                data["auto_map"]["AutoTokenizer"] = ["tokenization.LlavaLlamaTokenizer", None]
             path.write_text(json.dumps(data, indent=2) + "\n")
     return [f"{name}.py" for name in modules]
 
