@@ -51,10 +51,13 @@ system-deps:
 backbones: $(STAMP)
 	$(BIN)/mqt-llava backbones --install
 
+# The whole suite: lint, the unit and integration tests in .venv (DeepSpeed, the real backbones
+# included), then the vLLM job in its own venv (`vllm-test`, below).
 test: $(STAMP) system-deps backbones
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
+	$(MAKE) vllm-test
 
 # vLLM (CPU build) in its own venv: it pins torch 2.13 +cpu and transformers <5.20. pip also pulls
 # CUDA torchvision/torchaudio/torchcodec wheels that break `import vllm` on CPU: removed.

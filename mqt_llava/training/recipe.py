@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import yaml
 from torch.utils.data import ConcatDataset
-from transformers import TrainingArguments, set_seed
+from transformers import TrainerState, TrainingArguments, set_seed
 from transformers.utils import logging
 
 from ..data.collator import LlavaCollator
@@ -191,7 +191,14 @@ def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> T
     if args.should_save:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_dir) / "recipe.yaml").write_text(yaml.safe_dump(to_dict(config)))
-    trainer.train(resume_from_checkpoint=resume)
+    if _at_the_end(resume, args.max_steps) and not args.deepspeed:
+        # The checkpoint is the run's last step (killed before its export): export it. The
+        # Trainer would train one step past max_steps when max_steps is not a multiple of the
+        # steps per epoch, since it checks the limit only after a step.
+        trainer._load_from_checkpoint(resume)
+        trainer.state = TrainerState.load_from_json(str(Path(resume) / TRAINER_STATE))
+    else:
+        trainer.train(resume_from_checkpoint=resume)
     _export(trainer, config, model, processor)
     return TrainResult(
         Path(args.output_dir),
@@ -200,6 +207,17 @@ def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> T
         dict(dataset.skipped_at_load),
         trainer.state.global_step,
     )
+
+
+TRAINER_STATE = "trainer_state.json"
+
+
+def _at_the_end(resume: str | None, max_steps: int) -> bool:
+    """Whether `resume` is a checkpoint already at `max_steps` (> 0)."""
+    if resume is None or max_steps <= 0:
+        return False
+    state = TrainerState.load_from_json(str(Path(resume) / TRAINER_STATE))
+    return state.global_step >= max_steps
 
 
 def _curriculum(config: RecipeConfig, dataset, records, main: BudgetSampler):

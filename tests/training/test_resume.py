@@ -142,3 +142,22 @@ def test_a_run_killed_while_saving_leaves_no_complete_looking_checkpoint(
     assert result.global_step == 6
     assert (out / "checkpoint-4" / "trainer_state.json").is_file()
     assert not (out / STAGING_DIR).exists()
+
+
+def test_resume_from_the_last_checkpoint_exports_without_training_more(
+    tmp_path, tiny_dir, records_dir
+):
+    """Killed between its last checkpoint and its export, a run resumes to that very step.
+
+    6 steps of 2 x 2 records with 8 records is not a whole number of epochs: the Trainer alone
+    would train a 7th step on resume, since it checks max_steps only after a step.
+    """
+    out = tmp_path / "run"
+    first = train(_config(out, tiny_dir, records_dir))
+    weights = (out / "connector").iterdir()
+    before = {p.name: p.read_bytes() for p in weights if p.is_file()}
+    assert latest_checkpoint(out).name == f"checkpoint-{STEPS}"
+    second = train(_config(out, tiny_dir, records_dir, resume="auto"))
+    assert first.global_step == second.global_step == STEPS
+    after = {p.name: p.read_bytes() for p in (out / "connector").iterdir() if p.is_file()}
+    assert after == before
