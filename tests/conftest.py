@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ from tiny_models import FIXTURE, build_tiny
 
 from mqt_llava.model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
 from mqt_llava.model.convert import convert_checkpoint
+
+# Tests never touch the network: a name that is not a local folder must not reach the hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 # Tiny models run fastest on one thread, and several test processes may share the cores.
 torch.set_num_threads(1)
