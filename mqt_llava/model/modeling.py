@@ -110,8 +110,9 @@ class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin)
             pixel_values: (B, 3, H, W) preprocessed images.
 
         Returns:
-            (B, N, C) hidden states of `config.vision_feature_layer`, CLS dropped for the
-            `"default"` strategy. Gradients flow (nothing here runs under no-grad).
+            (B, N, C) hidden states of `config.vision_feature_layer`, CLS (and register tokens,
+            `vision_config.num_register_tokens`) dropped for the `"default"` strategy.
+            Gradients flow (nothing here runs under no-grad).
         """
         dtype = next(self.vision_tower.parameters()).dtype
         # Only the selected layer's hidden states are kept (transformers captures by index).
@@ -119,7 +120,9 @@ class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin)
         outputs = self.vision_tower(pixel_values.to(dtype), output_hidden_states=layer)
         features = outputs.hidden_states[self.config.vision_feature_layer]  # (B, N(+1), C)
         if self.config.vision_feature_select_strategy == "default":
-            features = features[:, 1:]
+            # CLS, plus the register tokens of backbones that have them (DINOv2 with registers)
+            prefix = 1 + getattr(self.config.vision_config, "num_register_tokens", 0)
+            features = features[:, prefix:]
         return features
 
     def get_image_features(

@@ -57,8 +57,8 @@ class MQTLlavaProcessor(ProcessorMixin):
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
         if tokenizer.pad_token_id is None:  # the release pads with <unk> (LLaMA has no pad token)
             tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-        if chat_template is None:
-            chat_template = dict(CHAT_TEMPLATES)
+        if chat_template is None:  # an LM's own template (SmolLM2's ChatML) wins over ours
+            chat_template = tokenizer.chat_template or dict(CHAT_TEMPLATES)
         if not tokenizer.chat_template:
             tokenizer.chat_template = chat_template
         super().__init__(image_processor, tokenizer, chat_template=chat_template, **kwargs)
@@ -89,7 +89,10 @@ class MQTLlavaProcessor(ProcessorMixin):
         """
         pieces = [self.tokenizer(p).input_ids for p in prompt.split(self.image_token)]
         bos = self.tokenizer.bos_token_id
-        strip = int(bool(pieces[0]) and bos is not None and pieces[0][0] == bos)
+        # Only a BOS that the tokenizer adds itself is dropped: ChatML tokenizers (SmolLM2) add
+        # none, and their bos_token `<|im_start|>` is prompt text that must stay.
+        adds_bos = bos is not None and self.tokenizer("").input_ids[:1] == [bos]
+        strip = int(adds_bos and bool(pieces[0]) and pieces[0][0] == bos)
         ids = pieces[0][:1] if strip else []
         for i, piece in enumerate(pieces):
             if i > 0:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,15 @@ def build_from_parts(spec: ModelInit) -> tuple[MQTLlavaForConditionalGeneration,
     Pretrained parts are loaded with their own `from_pretrained`; parts given as config dicts
     are initialised randomly (e.g. a small CLIP encoder and Llama decoder trained from scratch).
     """
+    # Paths may start with ~ (e.g. the assembled backbones in ~/.cache, docs/pretrained.md).
+    spec = dataclasses.replace(
+        spec,
+        **{
+            k: os.path.expanduser(v)
+            for k in ("vision", "text", "tokenizer", "image_processor")
+            if isinstance(v := getattr(spec, k), str)
+        },
+    )
     tokenizer_path = spec.tokenizer or (spec.text if isinstance(spec.text, str) else None)
     if tokenizer_path is None:
         raise ValueError("model_init.tokenizer is required when `text` is a config dict.")

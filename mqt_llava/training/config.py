@@ -146,9 +146,10 @@ class RecipeConfig:
             )
         if self.data.train_json is None:
             raise ValueError("data.train_json is required: --set data.train_json=PATH.")
-        if self.data.template not in ("plain", "llava_v1"):
+        if self.data.template not in ("plain", "llava_v1", "chatml"):
             raise ValueError(
-                f"data.template must be plain or llava_v1, got {self.data.template!r}."
+                "data.template must be plain or llava_v1 (or chatml: the tokenizer's own chat "
+                f"template), got {self.data.template!r}."
             )
         if self.data.bad_records not in ("skip", "fail"):
             raise ValueError(
