@@ -140,23 +140,58 @@ class MQTLlavaForVLLM(nn.Module, SupportsMultiModal, SupportsPP):
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
         """Loads a folder written by `save_pretrained` (`vision_tower.`, `connector.`,
-        `language_model.` keys); the language model's own loader takes its part."""
-        ours = dict(self.vision_tower.named_parameters(prefix="vision_tower"))
-        ours.update(self.connector.named_parameters(prefix="connector"))
-        ours.update(self.connector.named_buffers(prefix="connector"))
+        `language_model.` keys); the language model's own loader takes its part.
+
+        Raises:
+            ValueError: If the folder lacks some of the vision tower's or connector's weights.
+        """
+        connector = dict(self.connector.named_parameters(prefix="connector"))
+        connector.update(self.connector.named_buffers(prefix="connector"))
+        tower: dict[str, torch.Tensor] = {}
         loaded: set[str] = set()
 
         def text_weights() -> Iterable[tuple[str, torch.Tensor]]:
             for name, tensor in weights:
                 if name.startswith("language_model."):
                     yield name.removeprefix("language_model."), tensor
-                elif name in ours:
-                    default_weight_loader(ours[name], tensor)
+                elif name.startswith("vision_tower."):
+                    tower[name.removeprefix("vision_tower.")] = tensor
+                elif name in connector:
+                    default_weight_loader(connector[name], tensor)
                     loaded.add(name)
                 # Anything else (e.g. a tower's unused head) is not part of the model.
 
         loaded |= {f"language_model.{n}" for n in self.language_model.load_weights(text_weights())}
+        loaded |= {f"vision_tower.{n}" for n in self._load_tower(tower)}
+        missing = sorted(set(connector) - loaded)
+        if missing:
+            raise ValueError(f"mqt-llava: the model folder lacks connector weights {missing}")
         return loaded
+
+    def _load_tower(self, state: dict[str, torch.Tensor]) -> set[str]:
+        """Loads the vision tower's weights as saved, through transformers' own key renaming.
+
+        `save_pretrained` writes a tower's weights under its checkpoint names, which transformers
+        5 may rename at load (DINOv2's `attention.attention.query` is module `attention.q_proj`):
+        the renaming is transformers', applied by its `from_pretrained`, not copied here.
+        """
+        own = dict(self.vision_tower.state_dict())
+        if set(state) != set(own):  # names differ from the modules': let transformers map them
+            reference, info = type(self.vision_tower).from_pretrained(
+                None,
+                config=self.vision_tower.config,
+                state_dict=state,
+                dtype=next(iter(state.values())).dtype,
+                output_loading_info=True,
+            )
+            if info["missing_keys"]:
+                raise ValueError(
+                    "mqt-llava: the model folder lacks vision tower weights "
+                    f"{sorted(info['missing_keys'])[:5]}"
+                )
+            state = reference.state_dict()
+        self.vision_tower.load_state_dict(state, strict=True)
+        return set(state)
 
 
 def _pixel_key(pixels: torch.Tensor) -> str:
