@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-from transformers import AutoModel
+from transformers import AutoModel, PreTrainedModel
 from vllm.config import VllmConfig
 from vllm.model_executor.model_loader.weight_utils import default_weight_loader
 from vllm.model_executor.models.interfaces import (
@@ -162,36 +162,41 @@ class MQTLlavaForVLLM(nn.Module, SupportsMultiModal, SupportsPP):
                 # Anything else (e.g. a tower's unused head) is not part of the model.
 
         loaded |= {f"language_model.{n}" for n in self.language_model.load_weights(text_weights())}
-        loaded |= {f"vision_tower.{n}" for n in self._load_tower(tower)}
+        loaded |= {f"vision_tower.{n}" for n in load_vision_tower(self.vision_tower, tower)}
         missing = sorted(set(connector) - loaded)
         if missing:
             raise ValueError(f"mqt-llava: the model folder lacks connector weights {missing}")
         return loaded
 
-    def _load_tower(self, state: dict[str, torch.Tensor]) -> set[str]:
-        """Loads the vision tower's weights as saved, through transformers' own key renaming.
 
-        `save_pretrained` writes a tower's weights under its checkpoint names, which transformers
-        5 may rename at load (DINOv2's `attention.attention.query` is module `attention.q_proj`):
-        the renaming is transformers', applied by its `from_pretrained`, not copied here.
-        """
-        own = dict(self.vision_tower.state_dict())
-        if set(state) != set(own):  # names differ from the modules': let transformers map them
-            reference, info = type(self.vision_tower).from_pretrained(
-                None,
-                config=self.vision_tower.config,
-                state_dict=state,
-                dtype=next(iter(state.values())).dtype,
-                output_loading_info=True,
-            )
-            if info["missing_keys"]:
-                raise ValueError(
-                    "mqt-llava: the model folder lacks vision tower weights "
-                    f"{sorted(info['missing_keys'])[:5]}"
-                )
-            state = reference.state_dict()
-        self.vision_tower.load_state_dict(state, strict=True)
-        return set(state)
+def load_vision_tower(tower: PreTrainedModel, state: dict[str, torch.Tensor]) -> set[str]:
+    """Loads a vision tower's weights as `save_pretrained` wrote them; returns the names loaded.
+
+    A tower's weights are saved under its checkpoint names, which transformers 5 may rename at
+    load (DINOv2's `attention.attention.query` is the module `attention.q_proj`). The renaming is
+    transformers' own, applied by its `from_pretrained`, not copied here.
+
+    Raises:
+        ValueError: If `state` lacks some of the tower's weights.
+    """
+    own = set(tower.state_dict())
+    if state and set(state) != own:  # checkpoint names: let transformers map them
+        reference, info = type(tower).from_pretrained(
+            None,
+            config=tower.config,
+            state_dict=state,
+            dtype=next(iter(state.values())).dtype,
+            output_loading_info=True,
+        )
+        state = {k: v for k, v in reference.state_dict().items() if k not in info["missing_keys"]}
+    missing = sorted(own - set(state))
+    if missing:
+        raise ValueError(
+            f"mqt-llava: the model folder lacks {len(missing)} vision tower weights "
+            f"(first: vision_tower.{missing[0]})"
+        )
+    tower.load_state_dict(state, strict=True)
+    return set(state)
 
 
 def _pixel_key(pixels: torch.Tensor) -> str:
