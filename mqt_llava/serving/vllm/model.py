@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-from transformers import AutoModel
+from transformers import AutoModel, PreTrainedModel
 from vllm.config import VllmConfig
 from vllm.model_executor.model_loader.weight_utils import default_weight_loader
 from vllm.model_executor.models.interfaces import (
@@ -140,23 +140,63 @@ class MQTLlavaForVLLM(nn.Module, SupportsMultiModal, SupportsPP):
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
         """Loads a folder written by `save_pretrained` (`vision_tower.`, `connector.`,
-        `language_model.` keys); the language model's own loader takes its part."""
-        ours = dict(self.vision_tower.named_parameters(prefix="vision_tower"))
-        ours.update(self.connector.named_parameters(prefix="connector"))
-        ours.update(self.connector.named_buffers(prefix="connector"))
+        `language_model.` keys); the language model's own loader takes its part.
+
+        Raises:
+            ValueError: If the folder lacks some of the vision tower's or connector's weights.
+        """
+        connector = dict(self.connector.named_parameters(prefix="connector"))
+        connector.update(self.connector.named_buffers(prefix="connector"))
+        tower: dict[str, torch.Tensor] = {}
         loaded: set[str] = set()
 
         def text_weights() -> Iterable[tuple[str, torch.Tensor]]:
             for name, tensor in weights:
                 if name.startswith("language_model."):
                     yield name.removeprefix("language_model."), tensor
-                elif name in ours:
-                    default_weight_loader(ours[name], tensor)
+                elif name.startswith("vision_tower."):
+                    tower[name.removeprefix("vision_tower.")] = tensor
+                elif name in connector:
+                    default_weight_loader(connector[name], tensor)
                     loaded.add(name)
                 # Anything else (e.g. a tower's unused head) is not part of the model.
 
         loaded |= {f"language_model.{n}" for n in self.language_model.load_weights(text_weights())}
+        loaded |= {f"vision_tower.{n}" for n in load_vision_tower(self.vision_tower, tower)}
+        missing = sorted(set(connector) - loaded)
+        if missing:
+            raise ValueError(f"mqt-llava: the model folder lacks connector weights {missing}")
         return loaded
+
+
+def load_vision_tower(tower: PreTrainedModel, state: dict[str, torch.Tensor]) -> set[str]:
+    """Loads a vision tower's weights as `save_pretrained` wrote them; returns the names loaded.
+
+    A tower's weights are saved under its checkpoint names, which transformers 5 may rename at
+    load (DINOv2's `attention.attention.query` is the module `attention.q_proj`). The renaming is
+    transformers' own, applied by its `from_pretrained`, not copied here.
+
+    Raises:
+        ValueError: If `state` lacks some of the tower's weights.
+    """
+    own = set(tower.state_dict())
+    if state and set(state) != own:  # checkpoint names: let transformers map them
+        reference, info = type(tower).from_pretrained(
+            None,
+            config=tower.config,
+            state_dict=state,
+            dtype=next(iter(state.values())).dtype,
+            output_loading_info=True,
+        )
+        state = {k: v for k, v in reference.state_dict().items() if k not in info["missing_keys"]}
+    missing = sorted(own - set(state))
+    if missing:
+        raise ValueError(
+            f"mqt-llava: the model folder lacks {len(missing)} vision tower weights "
+            f"(first: vision_tower.{missing[0]})"
+        )
+    tower.load_state_dict(state, strict=True)
+    return set(state)
 
 
 def _pixel_key(pixels: torch.Tensor) -> str:
