@@ -35,6 +35,7 @@ import yaml
 
 from ..data.shapes import generate_shapes_dataset
 from ..model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
+from ..training.local_attention import init_local_attention
 from .shapes_eval import (
     budget_table,
     evaluate_budgets,
@@ -44,7 +45,7 @@ from .shapes_eval import (
     prompt_tokens,
     variants_table,
 )
-from .shapes_model import build_initial_model, init_local_attention
+from .shapes_model import build_initial_model
 from .shapes_recipe import ShapesRecipe, recipe_to_dict
 from .shapes_train import STAGE_RECIPES, StageConfig, stage_overrides, write_stage_records
 from .shapes_vision import patch_accuracy, patch_targets, warm_up_vision

@@ -9,11 +9,6 @@ import torch
 
 from mqt_llava.data.llava_json import tokenize_record
 from mqt_llava.data.shapes_scene import Scene, SceneObject, render_scene
-from mqt_llava.experiments.shapes_model import (
-    init_local_attention,
-    local_attention_targets,
-    nested_order,
-)
 from mqt_llava.experiments.shapes_train import (
     STAGE_RECIPES,
     StageConfig,
@@ -25,6 +20,11 @@ from mqt_llava.experiments.shapes_train import (
 from mqt_llava.experiments.shapes_vision import ATTRIBUTES, patch_loss, patch_targets
 from mqt_llava.model.query_transformer import MatryoshkaQueryTransformer
 from mqt_llava.training.config import load_recipe
+from mqt_llava.training.local_attention import (
+    init_local_attention,
+    local_attention_targets,
+    nested_order,
+)
 
 
 def _pixels(scene: Scene) -> torch.Tensor:

@@ -161,3 +161,19 @@ def test_stages_run_through_the_training_recipes(quick_run) -> None:
     for folder in ("stage1-position", "matryoshka"):
         assert (out / folder / "log.jsonl").is_file()
         assert (out / folder / "connector" / "connector.safetensors").is_file()
+
+
+def test_ship_leaves_the_trainers_bookkeeping_out(quick_run, tmp_path: Path, monkeypatch) -> None:
+    from mqt_llava.experiments import commands
+    from mqt_llava.inference import pipeline
+
+    out, payload, _ = quick_run
+    target = tmp_path / "default-model"
+    monkeypatch.setattr(pipeline, "BUNDLED_MODEL_DIR", target)
+    commands.ship_model(out / "matryoshka", payload["results"]["matryoshka"])
+    shipped = {p.name for p in target.iterdir()}
+    expected = {"model.safetensors", "config.json", "shapes_recipe.yaml", "train_recipe.yaml"}
+    assert expected <= shipped
+    assert not shipped & {"records", "connector", "log.jsonl", "training_args.bin", "eval"}
+    train_recipe = yaml.safe_load((target / "train_recipe.yaml").read_text())
+    assert train_recipe["name"] == "shapes-stage2"
