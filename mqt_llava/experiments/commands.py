@@ -10,8 +10,18 @@ import json
 import shutil
 from pathlib import Path
 
-# What of a run's model folder does not ship: the pipeline's bookkeeping and the answers.
-_NOT_SHIPPED = ("stage.json", "eval")
+# What of a run's model folder does not ship: the pipeline's bookkeeping, the answers and what
+# `mqt-llava train` left beside the model (records, loss curve, connector export, its arguments;
+# its resolved recipe ships as `train_recipe.yaml`).
+_NOT_SHIPPED = (
+    "stage.json",
+    "eval",
+    "records",
+    "connector",
+    "log.jsonl",
+    "training_args.bin",
+    "recipe.yaml",
+)
 RESULTS_FILE = "shapes_results.json"
 
 
@@ -65,6 +75,8 @@ def ship_model(folder: Path, results: dict[str, dict[str, float]]) -> Path:
     shutil.copytree(folder, BUNDLED_MODEL_DIR, ignore=shutil.ignore_patterns(*_NOT_SHIPPED))
     if (folder.parent / "recipe.yaml").is_file():  # how it was made
         shutil.copy2(folder.parent / "recipe.yaml", BUNDLED_MODEL_DIR / "shapes_recipe.yaml")
+    if (folder / "recipe.yaml").is_file():  # its stage 2, as `mqt-llava train` ran it
+        shutil.copy2(folder / "recipe.yaml", BUNDLED_MODEL_DIR / "train_recipe.yaml")
     payload = {"source": str(folder), "results": results}
     (BUNDLED_MODEL_DIR / RESULTS_FILE).write_text(json.dumps(payload, indent=1) + "\n")
     print(f"shipped {folder} as the bundled model in {BUNDLED_MODEL_DIR}")

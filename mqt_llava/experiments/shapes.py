@@ -7,8 +7,14 @@ Output folder (`out`)::
     data/                the generated ShapesVQA set
     init/                tokenizer + randomly initialised model
     vision/              after stage 0 (vision warm-up); vision.json: patch accuracies
+    start-<keys>/        vision/ with the connector's key source and initial attention: where
+                         stage 1 starts, and (decoder still random) where stage 2 starts
     stage1-<keys>/       after stage 1 (captions, m = M), per connector key source
     <variant>/           after stage 2; eval/ holds answers and metrics per budget
+
+Stages 1 and 2 are `mqt-llava train` runs of `recipes/shapes-stage1.yaml` and
+`recipes/shapes-stage2.yaml`; their folders hold the records they read (`records/`), the
+resolved training recipe (`recipe.yaml`) and the loss curve (`log.jsonl`).
     results.json  results.md  accuracy_by_type.png  accuracy_vs_budget.png  timings.json
 
 Each stage writes `stage.json` last; a rerun with the same `out` skips stages that have one, so
@@ -18,6 +24,7 @@ an interrupted run continues where it stopped (delete a folder to redo it).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +35,7 @@ import yaml
 
 from ..data.shapes import generate_shapes_dataset
 from ..model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
+from ..training.local_attention import init_local_attention
 from .shapes_eval import (
     budget_table,
     evaluate_budgets,
@@ -37,15 +45,9 @@ from .shapes_eval import (
     prompt_tokens,
     variants_table,
 )
-from .shapes_model import build_initial_model, init_local_attention
+from .shapes_model import build_initial_model
 from .shapes_recipe import ShapesRecipe, recipe_to_dict
-from .shapes_train import (
-    drop_suffixes,
-    encode_features,
-    merge_by_scene,
-    tokenize_records,
-    train_stage,
-)
+from .shapes_train import STAGE_RECIPES, StageConfig, stage_overrides, write_stage_records
 from .shapes_vision import patch_accuracy, patch_targets, warm_up_vision
 
 STAGE_FILE = "stage.json"
@@ -136,82 +138,86 @@ def make_vision(recipe: ShapesRecipe, out: Path, log: Log) -> dict[str, Any]:
     return _finish(folder, {"seconds": seconds, "val_patch_accuracy": accuracy})
 
 
-class FeatureBank:
-    """The frozen encoder's features of every training image, computed once."""
-
-    def __init__(self, recipe: ShapesRecipe, out: Path, log: Log):
-        start = time.perf_counter()
-        data = out / "data"
-        model, processor = _load(out / "vision")
-        scenes = json.loads((data / "train_scenes.json").read_text())
-        self.rows = {scene["image"]: i for i, scene in enumerate(scenes)}
-        pixels = load_pixels(data, [s["image"] for s in scenes])
-        self.features = encode_features(model, pixels, normalizer(processor))  # (I, N, C)
-        self.seconds = round(time.perf_counter() - start, 1)
-        log(f"features of {len(scenes)} train images cached in {self.seconds:.0f} s")
-
-
-def _stage_samples(stage, processor, data: Path, rows: dict[str, int]):
-    """The stage's samples, and those of its curriculum (`first_types`) if it has one; the
-    question records are read (and their suffixes dropped) once for both."""
-
-    def tokenize(records: list[dict[str, Any]], multi_turn: bool):
-        records = merge_by_scene(records) if multi_turn else records
-        return tokenize_records(records, processor, stage.template, rows)
-
-    if stage.data == "captions":  # StageConfig refuses a curriculum on captions
-        return tokenize(json.loads((data / "captions.json").read_text()), False), None
-    questions = json.loads((data / "train.json").read_text())
-    if stage.drop_suffix:
-        questions = drop_suffixes(questions, stage.drop_suffix, stage.seed)
-    samples = tokenize(questions, stage.multi_turn)
-    if not stage.first_steps:
-        return samples, None
-    first = [q for q in questions if q["question_type"] in stage.first_types]
-    if not first:
-        raise ValueError(f"first_types {stage.first_types}: no such questions in {data}")
-    multi_turn = stage.multi_turn if stage.first_multi_turn is None else stage.first_multi_turn
-    return samples, tokenize(first, multi_turn)
-
-
-def make_stage1(
-    recipe: ShapesRecipe, out: Path, key_source: str, bank: Callable[[], FeatureBank], log: Log
-) -> dict[str, Any]:
-    """Stage 1 (captions at m = M) for one connector key source."""
-    folder = out / f"stage1-{key_source}"
-    if (summary := _done(folder)) is not None:
-        return summary
+def make_start(recipe: ShapesRecipe, out: Path, key_source: str, log: Log) -> Path:
+    """The folder stages 1 and 2 start from: the warmed-up vision model with the connector's
+    key source and initial attention (its decoder is still `init/`'s, untouched by stage 0)."""
+    folder = out / f"start-{key_source}"
+    if _done(folder) is not None:
+        return folder
     model, processor = _load(out / "vision", key_source=key_source)
     if recipe.connector_init in ("local", "nested"):
         nested = recipe.connector_init == "nested"
         init_local_attention(model.connector, recipe.connector_sigmas, nested=nested)
-    stage = recipe.stage1
-    samples, first = _stage_samples(stage, processor, out / "data", bank().rows)
-    result = train_stage(
-        model, processor, bank().features, samples, stage, "stage 1", log, first_samples=first
-    )
     _save(model, processor, folder)
-    return _finish(folder, {k: v for k, v in result.items() if k != "budgets"})
+    _finish(folder, {"key_source": key_source, "connector_init": recipe.connector_init})
+    return folder
 
 
-def make_variant(
-    recipe: ShapesRecipe, out: Path, variant: str, bank: Callable[[], FeatureBank], log: Log
+def run_stage(
+    stage: StageConfig,
+    recipe_file: Path,
+    model: Path,
+    data: Path,
+    folder: Path,
+    name: str,
+    log: Log,
+    extra: list[str] | None = None,
 ) -> dict[str, Any]:
+    """Writes a stage's records and runs its recipe through `mqt-llava train`'s `train`."""
+    from ..training.config import load_recipe
+    from ..training.recipe import train
+
+    if folder.exists():  # an interrupted stage (no stage.json): start it again
+        shutil.rmtree(folder)
+    records = write_stage_records(stage, data, folder / "records")
+    overrides = [*stage_overrides(stage, model, data, records, folder), *(extra or [])]
+    log(f"{name}: mqt-llava train {recipe_file.name} " + " ".join(f"--set {o}" for o in overrides))
+    start = time.perf_counter()
+    result = train(load_recipe(recipe_file, overrides))
+    seconds = round(time.perf_counter() - start, 1)
+    losses = result.losses
+    shown = [(s + 1, round(v, 4)) for s, v in enumerate(losses) if s % 50 == 0]
+    if losses and len(losses) % 50 != 1:
+        shown.append((len(losses), round(losses[-1], 4)))
+    for step, loss in shown:
+        log(f"{name} step {step}/{stage.steps} loss {loss:.4f}")
+    log(f"{name}: {result.global_step} steps in {seconds:.0f} s")
+    return {"steps": result.global_step, "seconds": seconds, "losses": shown}
+
+
+def make_stage1(recipe: ShapesRecipe, out: Path, key_source: str, log: Log) -> dict[str, Any]:
+    """Stage 1 (captions at m = M) for one connector key source."""
+    folder = out / f"stage1-{key_source}"
+    if (summary := _done(folder)) is not None:
+        return summary
+    start = make_start(recipe, out, key_source, log)
+    stage = recipe.stage1
+    if stage.reset_language_model:
+        raise ValueError("stage1.reset_language_model: stage 1 already starts from init/'s decoder")
+    result = run_stage(stage, STAGE_RECIPES["stage1"], start, out / "data", folder, "stage 1", log)
+    return _finish(folder, result)
+
+
+def make_variant(recipe: ShapesRecipe, out: Path, variant: str, log: Log) -> dict[str, Any]:
     """Stage 2 of one variant, then its evaluation over budgets."""
     folder = out / variant
     if (summary := _done(folder)) is not None:
         return summary
     stage = recipe.stage2_for(variant)
-    model, processor = _load(out / f"stage1-{recipe.key_source(variant)}")
+    key_source = recipe.key_source(variant)
+    stage1 = out / f"stage1-{key_source}"
     if stage.reset_language_model:
-        initial, _ = _load(out / "init")
-        model.language_model.load_state_dict(initial.language_model.state_dict())
+        # the start folder's decoder is the random one of init/; the connector is stage 1's
+        model, extra = (
+            make_start(recipe, out, key_source, log),
+            [f"connector_init={json.dumps(str(stage1 / 'connector'))}"],
+        )
         log(f"{variant}: language model reset to its random initialisation (init/)")
-    samples, first = _stage_samples(stage, processor, out / "data", bank().rows)
-    result = train_stage(
-        model, processor, bank().features, samples, stage, variant, log, first_samples=first
+    else:
+        model, extra = stage1, []
+    result = run_stage(
+        stage, STAGE_RECIPES["stage2"], model, out / "data", folder, variant, log, extra
     )
-    _save(model, processor, folder)
     start = time.perf_counter()
     spec = recipe.evaluation
     table = evaluate_budgets(
@@ -220,9 +226,8 @@ def make_variant(
     seconds = round(time.perf_counter() - start, 1)
     at_m = table[max(table)]
     log(f"{variant}: test accuracy at m={max(table)}: {at_m} (evaluated in {seconds:.0f} s)")
-    summary = {k: v for k, v in result.items() if k != "budgets"}
-    summary.update(budget_policy=stage.budget, eval_seconds=seconds, accuracy=table)
-    return _finish(folder, summary)
+    result.update(budget_policy=stage.budget, eval_seconds=seconds, accuracy=table)
+    return _finish(folder, result)
 
 
 def _tables(summary: dict[str, Any]) -> dict[int, dict[str, float]]:
@@ -262,20 +267,12 @@ def _run(out: Path, recipe: ShapesRecipe, names: list[str], log: Log) -> dict[st
     start = time.perf_counter()
     seconds: dict[str, float] = {"data": make_data(recipe, out, log)["seconds"]}
     seconds["vision"] = make_vision(recipe, out, log)["seconds"]
-    cache: list[FeatureBank] = []
-
-    def bank() -> FeatureBank:  # computed on first use: a fully resumed run never needs it
-        if not cache:
-            cache.append(FeatureBank(recipe, out, log))
-            seconds["features"] = cache[0].seconds
-        return cache[0]
-
     for key_source in dict.fromkeys(recipe.key_source(v) for v in names):
-        stage1 = make_stage1(recipe, out, key_source, bank, log)
+        stage1 = make_stage1(recipe, out, key_source, log)
         seconds[f"stage1-{key_source}"] = stage1["seconds"]
     results = {}
     for variant in names:
-        summary = make_variant(recipe, out, variant, bank, log)
+        summary = make_variant(recipe, out, variant, log)
         seconds[variant] = summary["seconds"]
         seconds[f"{variant} eval"] = summary["eval_seconds"]
         results[variant] = _tables(summary)

@@ -1,33 +1,30 @@
-"""Stages 1 and 2 of the ShapesVQA recipe: connector + language model on frozen vision features.
+"""Stages 1 and 2 of the ShapesVQA recipe, as `mqt-llava train` runs them.
 
-As in the release, the vision encoder is frozen after its pretraining (here: stage 0), so its
-features are computed once per image and kept in memory (float16); each step then runs only the
-connector and the language model. This is what `mqt-llava train` does too, minus re-running the
-frozen encoder on every step — on two CPU cores that re-run would cost as much as the rest of the
-step. Records are tokenized with the training layer's own `tokenize_record` (the release's label
-masks) and expanded with its `expand_image_placeholders`; the budget m of each step comes from
-its seeded `BudgetSampler`.
+Each stage is a YAML recipe of the training layer (`recipes/shapes-stage1.yaml`,
+`recipes/shapes-stage2.yaml`) run by `mqt_llava.training.recipe.train`, the code behind
+`mqt-llava train`. This module only prepares what a stage reads: its records as LLaVA JSON
+(captions, or questions merged per scene with the curriculum's pool beside them) and the
+`--set` overrides that carry the pipeline recipe's `stage1` / `stage2` section into the training
+recipe. The options that made the former hand-written loop fast are training-recipe options:
+`feature_cache` (the frozen tower runs once per image), `shared_prefix_loss` (the system prompt
+once per batch), `curriculum`, `data.sampling: per-step` and
+`lr_schedule: warmup-first-step-cosine` (docs/training.md).
 """
 
 from __future__ import annotations
 
+import json
 import random
-import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..data.collator import expand_image_placeholders
-from ..data.llava_json import IGNORE_INDEX, tokenize_record
 from ..data.shapes import PROMPT_SUFFIX, QUESTION_TYPES
-from ..model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
-from ..training.curriculum import PhasedBudgets
-from ..training.prefix import with_prefix_cache
-from ..training.sampler import BudgetSampler
-from ..training.schedule import cosine_schedule
+
+RECIPES = Path(__file__).parent / "recipes"
+STAGE_RECIPES = {"stage1": RECIPES / "shapes-stage1.yaml", "stage2": RECIPES / "shapes-stage2.yaml"}
 
 
 @dataclass
@@ -118,15 +115,6 @@ class StageConfig:
             raise ValueError("stage first_steps needs data: questions and a non-empty first_types")
 
 
-@dataclass
-class Sample:
-    """A tokenized record: one placeholder per image, the index of its image in the bank."""
-
-    input_ids: list[int]
-    labels: list[int]
-    image: int
-
-
 def drop_suffixes(
     records: Sequence[dict[str, Any]], share: float, seed: int
 ) -> list[dict[str, Any]]:
@@ -162,192 +150,71 @@ def merge_by_scene(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
-def tokenize_records(
-    records: Sequence[dict[str, Any]],
-    processor: MQTLlavaProcessor,
-    template: str,
-    image_rows: dict[str, int],
-) -> list[Sample]:
-    """Tokenizes records with the release's label masks (`tokenize_record`).
+def write_stage_records(stage: StageConfig, data: Path, folder: Path) -> dict[str, Path]:
+    """Writes a stage's training records as LLaVA JSON into `folder`.
 
     Args:
-        records: LLaVA records with one image each.
-        processor: The model's processor.
-        template: `plain` or `llava_v1`.
-        image_rows: Image path (as in the records) -> row of the feature bank.
-    """
-    samples = []
-    for record in records:
-        sample = tokenize_record(record, processor, template)
-        samples.append(Sample(sample.input_ids, sample.labels, image_rows[record["image"]]))
-    return samples
-
-
-@torch.no_grad()
-def encode_features(
-    model: MQTLlavaForConditionalGeneration,
-    pixels: torch.Tensor,
-    normalize: Callable[[torch.Tensor], torch.Tensor],
-    batch_size: int = 256,
-) -> torch.Tensor:
-    """The frozen vision tower's features of every image, stored as float16.
-
-    Args:
-        pixels: (I, 3, H, W) uint8 images.
-        normalize: uint8 images -> pixel values.
+        stage: The stage's settings (data, drop_suffix, multi_turn, the curriculum's types).
+        data: The ShapesVQA folder (`captions.json`, `train.json`).
+        folder: Where `train.json` (and the curriculum's `first.json`) go.
 
     Returns:
-        (I, N, C) float16 features (half the memory; the rounding is far below what matters).
+        `train` and, with a curriculum, `first`: the written files.
     """
-    model.eval()
-    chunks = [
-        model.get_vision_features(normalize(pixels[i : i + batch_size])).half()
-        for i in range(0, len(pixels), batch_size)
-    ]
-    return torch.cat(chunks)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+
+    def write(name: str, records: list[dict[str, Any]]) -> None:
+        written[name] = folder / f"{name}.json"
+        written[name].write_text(json.dumps(records))
+
+    if stage.data == "captions":  # StageConfig refuses a curriculum on captions
+        write("train", json.loads((data / "captions.json").read_text()))
+        return written
+    questions = json.loads((data / "train.json").read_text())
+    if stage.drop_suffix:
+        questions = drop_suffixes(questions, stage.drop_suffix, stage.seed)
+    write("train", merge_by_scene(questions) if stage.multi_turn else questions)
+    if stage.first_steps:
+        first = [q for q in questions if q["question_type"] in stage.first_types]
+        if not first:
+            raise ValueError(f"first_types {stage.first_types}: no such questions in {data}")
+        multi_turn = stage.multi_turn if stage.first_multi_turn is None else stage.first_multi_turn
+        write("first", merge_by_scene(first) if multi_turn else first)
+    return written
 
 
-def collate(
-    samples: Sequence[Sample], num_visual_tokens: int, image_token_id: int, pad_token_id: int
-) -> dict[str, torch.Tensor]:
-    """Right-padded batch with every image placeholder expanded to m ids."""
-    length = max(len(s.input_ids) for s in samples)
-    input_ids = torch.full((len(samples), length), pad_token_id, dtype=torch.long)
-    labels = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(samples), length), dtype=torch.long)
-    for row, sample in enumerate(samples):
-        n = len(sample.input_ids)
-        input_ids[row, :n] = torch.tensor(sample.input_ids)
-        labels[row, :n] = torch.tensor(sample.labels)
-        attention_mask[row, :n] = 1
-    batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
-    return expand_image_placeholders(batch, num_visual_tokens, image_token_id, pad_token_id)
-
-
-def shared_prefix(samples: Sequence[Sample], image_token_id: int) -> int:
-    """Length of the token prefix that every sample shares before its image (e.g. the
-    llava_v1 system prompt: 33 of ~140 tokens; 1 for `plain`, just BOS)."""
-    first = samples[0].input_ids
-    length = first.index(image_token_id) if image_token_id in first else len(first)
-    for sample in samples[1:]:
-        ids = sample.input_ids
-        while length and ids[:length] != first[:length]:
-            length -= 1
-    return length
-
-
-def language_loss(
-    model: MQTLlavaForConditionalGeneration,
-    batch: dict[str, torch.Tensor],
-    visual: torch.Tensor,
-    prefix: int,
-) -> torch.Tensor:
-    """The language-modelling loss of a batch whose rows share their first `prefix` tokens.
-
-    The shared prefix (the system prompt) runs once, as a batch of one, and its key/value cache
-    is repeated for every row: the same loss and gradients as running every row whole (the
-    prefix carries no labels), for about a quarter less compute in stage 2.
+def stage_overrides(
+    stage: StageConfig, model: Path, data: Path, records: dict[str, Path], output_dir: Path
+) -> list[str]:
+    """The `--set` items that turn a stage recipe into this stage of this run.
 
     Args:
-        batch: `input_ids`, `attention_mask`, `labels`, each (B, L), placeholders expanded.
-        visual: (B, m, D) visual tokens, in reading order.
-        prefix: Shared prefix length (< 2: no caching).
+        stage: The pipeline recipe's stage section.
+        model: The model folder the stage starts from.
+        data: The ShapesVQA folder (the records' image paths are relative to it).
+        records: `write_stage_records`'s files.
+        output_dir: Where the trained model goes.
     """
-    tokens = visual.reshape(-1, visual.shape[-1])  # (B * m, D)
-    input_ids, attention_mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-    if prefix < 2:
-        return model(
-            input_ids=input_ids, attention_mask=attention_mask, labels=labels, visual_tokens=tokens
-        ).loss
-    # the training layer's shared-prefix step (the recipe option `shared_prefix_loss`)
-    inputs = with_prefix_cache(model.language_model, dict(batch), prefix)
-    return model(**inputs, visual_tokens=tokens).loss
-
-
-def trainable_parameters(
-    model: MQTLlavaForConditionalGeneration, language_model: bool = True
-) -> list[torch.nn.Parameter]:
-    """The connector trains, and the language model with `language_model`; the (pretrained)
-    vision tower stays frozen."""
-    model.vision_tower.requires_grad_(False)
-    model.language_model.requires_grad_(language_model)
-    model.connector.requires_grad_(True)
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def train_stage(
-    model: MQTLlavaForConditionalGeneration,
-    processor: MQTLlavaProcessor,
-    features: torch.Tensor,
-    samples: Sequence[Sample],
-    config: StageConfig,
-    name: str,
-    log: Callable[[str], None] = print,
-    first_samples: Sequence[Sample] | None = None,
-) -> dict[str, Any]:
-    """Trains the connector and the language model (in place) on cached vision features.
-
-    Args:
-        model: The model; its vision tower is frozen.
-        processor: Its processor (placeholder and padding ids).
-        features: (I, N, C) cached vision features (`encode_features`).
-        samples: Tokenized records pointing into `features`.
-        config: The stage's settings.
-        name: Used in log lines.
-        log: Where progress lines go.
-        first_samples: What the first `config.first_steps` steps draw from (the curriculum).
-
-    Returns:
-        `steps`, `seconds`, `losses` (every 50 steps and the last) and `budgets` (m per step).
-    """
-    if config.first_steps and not first_samples:
-        raise ValueError(f"{name}: first_steps={config.first_steps} but no first_samples given")
-    torch.manual_seed(config.seed)
-    first_sampler = BudgetSampler(
-        config.first_budget or config.budget, model.config.num_queries, config.seed
-    )
-    # the training layer's curriculum budgets (the recipe option `curriculum`)
-    sampler = PhasedBudgets(
-        BudgetSampler(config.budget, model.config.num_queries, config.seed),
-        [(config.first_steps, first_sampler)],
-    )
-    params = trainable_parameters(model, config.train_language_model)
-    optimizer = torch.optim.AdamW(
-        params, lr=config.learning_rate, betas=(0.9, 0.98), weight_decay=0.0
-    )
-    schedule = cosine_schedule(optimizer, config.steps, config.warmup_ratio)
-    order = random.Random(config.seed)
-    pad_id, image_id = processor.tokenizer.pad_token_id, processor.image_token_id
-    prefix = shared_prefix([*samples, *(first_samples or [])], image_id)
-    model.train()
-    losses, budgets = [], []
-    start = time.perf_counter()
-    for step in range(config.steps):
-        first = step < config.first_steps
-        m = sampler(step)
-        pool = first_samples if first else samples
-        batch_samples = order.sample(pool, min(config.batch_size, len(pool)))
-        batch = collate(batch_samples, m, image_id, pad_id)
-        rows = features[[s.image for s in batch_samples]].float()  # (B, N, C)
-        visual = model.connector(rows, m)  # (B, m, D)
-        loss = language_loss(model, batch, visual, prefix)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        budgets.append(m)
-        if step % 50 == 0 or step == config.steps - 1:
-            losses.append((step + 1, round(loss.item(), 4)))
-            elapsed = time.perf_counter() - start
-            log(
-                f"{name} step {step + 1}/{config.steps} m={m} loss {loss.item():.4f} "
-                f"({elapsed:.0f} s)"
-            )
-    model.eval()
-    return {
-        "steps": config.steps,
-        "seconds": round(time.perf_counter() - start, 1),
-        "losses": losses,
-        "budgets": budgets,
+    modules = ["connector", "language_model"] if stage.train_language_model else ["connector"]
+    items = {
+        "model": str(model),
+        "output_dir": str(output_dir),
+        "seed": stage.seed,
+        "train_modules": modules,
+        "budget.policy": stage.budget,
+        "data.train_json": str(records["train"]),
+        "data.image_folder": str(data),
+        "data.template": stage.template,
+        "training.max_steps": stage.steps,
+        "training.per_device_train_batch_size": stage.batch_size,
+        "training.learning_rate": stage.learning_rate,
+        "training.warmup_steps": stage.warmup_ratio,
+        "curriculum": None,
     }
+    if "first" in records:
+        phase = {"until_step": stage.first_steps, "train_json": str(records["first"])}
+        phase["budget"] = stage.first_budget or stage.budget
+        items["curriculum"] = [phase]
+    # JSON is YAML: paths and policies such as fixed:M survive `--set`'s YAML parsing
+    return [f"{key}={json.dumps(value)}" for key, value in items.items()]

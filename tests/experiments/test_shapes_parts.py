@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-import copy
+import json
 
 import pytest
 import torch
 
+from mqt_llava.data.llava_json import tokenize_record
 from mqt_llava.data.shapes_scene import Scene, SceneObject, render_scene
-from mqt_llava.experiments import shapes_train
-from mqt_llava.experiments.shapes_model import (
+from mqt_llava.experiments.shapes_train import (
+    STAGE_RECIPES,
+    StageConfig,
+    drop_suffixes,
+    merge_by_scene,
+    stage_overrides,
+    write_stage_records,
+)
+from mqt_llava.experiments.shapes_vision import ATTRIBUTES, patch_loss, patch_targets
+from mqt_llava.model.query_transformer import MatryoshkaQueryTransformer
+from mqt_llava.training.config import load_recipe
+from mqt_llava.training.local_attention import (
     init_local_attention,
     local_attention_targets,
     nested_order,
 )
-from mqt_llava.experiments.shapes_train import (
-    StageConfig,
-    collate,
-    drop_suffixes,
-    language_loss,
-    merge_by_scene,
-    shared_prefix,
-    tokenize_records,
-    train_stage,
-    trainable_parameters,
-)
-from mqt_llava.experiments.shapes_vision import ATTRIBUTES, patch_loss, patch_targets
-from mqt_llava.model.query_transformer import MatryoshkaQueryTransformer
 
 
 def _pixels(scene: Scene) -> torch.Tensor:
@@ -83,11 +81,7 @@ def test_merge_by_scene_makes_one_conversation_per_image(tiny) -> None:
     assert [m["id"] for m in merged] == ["a", "b"]
     turns = merged[0]["conversations"]
     assert len(turns) == 4 and "<image>" in turns[0]["value"] and "<image>" not in turns[2]["value"]
-    samples = tokenize_records(
-        merged, processor, "llava_v1", {"images/a.png": 0, "images/b.png": 1}
-    )
-    assert [s.image for s in samples] == [0, 1]
-    first = samples[0]
+    first = tokenize_record(merged[0], processor, "llava_v1")
     assert first.input_ids.count(processor.image_token_id) == 1
     learned = processor.tokenizer.decode([t for t in first.labels if t >= 0])
     assert "red" in learned and "square" in learned and "Question" not in learned
@@ -116,37 +110,6 @@ def test_local_attention_init_attends_near_each_query() -> None:
     rows, cols = peak // 8, peak % 8
     query_rows, query_cols = torch.arange(16) // 4, torch.arange(16) % 4
     assert torch.equal(rows // 2, query_rows) and torch.equal(cols // 2, query_cols)
-
-
-def test_shared_prefix_runs_once_with_the_same_loss_and_gradients(tiny) -> None:
-    model, processor = tiny
-    records = [
-        {
-            "image": "a.png",
-            "conversations": [
-                {"from": "human", "value": f"<image>\n{q}"},
-                {"from": "gpt", "value": a},
-            ],
-        }
-        for q, a in [("What colour?", "red"), ("How many circles are there?", "2"), ("Shape?", "x")]
-    ]
-    samples = tokenize_records(records, processor, "llava_v1", {"a.png": 0})
-    prefix = shared_prefix(samples, processor.image_token_id)
-    assert prefix == samples[0].input_ids.index(processor.image_token_id) > 10  # system prompt
-    batch = collate(samples, 4, processor.image_token_id, processor.tokenizer.pad_token_id)
-    visual = torch.randn(3, 4, model.config.text_config.hidden_size)
-    model.train()
-    losses, grads = [], []
-    for length in (0, prefix):
-        model.zero_grad()
-        loss = language_loss(model, batch, visual, length)
-        loss.backward()
-        losses.append(loss.item())
-        grads.append(model.language_model.model.layers[0].self_attn.q_proj.weight.grad.clone())
-    model.eval()
-    assert abs(losses[0] - losses[1]) < 1e-5
-    assert torch.allclose(grads[0], grads[1], atol=1e-6)
-    assert grads[0].abs().sum() > 0
 
 
 def test_drop_suffixes_is_seeded_and_keeps_answers() -> None:
@@ -190,54 +153,65 @@ def test_nested_targets_narrow_with_query_rank() -> None:
     assert torch.allclose(targets[-1], flat[nested_order(8, 8)[-1]])  # the last: one cell
 
 
-def test_stage_can_train_the_connector_alone(tiny) -> None:
-    model, _ = tiny
-    params = trainable_parameters(model, language_model=False)
-    assert {id(p) for p in params} == {id(p) for p in model.connector.parameters()}
-    assert not any(p.requires_grad for p in model.language_model.parameters())
-    both = trainable_parameters(model)
-    assert len(both) == len(params) + len(list(model.language_model.parameters()))
-    assert not any(p.requires_grad for p in model.vision_tower.parameters())
-
-
-def test_curriculum_draws_only_its_types_for_its_first_steps(tiny, monkeypatch) -> None:
-    model, processor = tiny
-    model = copy.deepcopy(model)
-    drawn: list[list[int]] = []
-
-    def recording_collate(samples, *args, **kwargs):
-        drawn.append([s.image for s in samples])
-        return collate(samples, *args, **kwargs)
-
-    monkeypatch.setattr(shapes_train, "collate", recording_collate)
-    record = {
-        "image": "a.png",
+def _question(scene: str, kind: str) -> dict:
+    return {
+        "id": f"{scene}_{kind}",
+        "image": f"images/{scene}.png",
+        "scene_id": scene,
+        "question_type": kind,
         "conversations": [
-            {"from": "human", "value": "<image>\nWhat colour?"},
+            {"from": "human", "value": f"<image>\nWhich {kind}?"},
             {"from": "gpt", "value": "red"},
         ],
     }
-    vision = model.config.vision_config
-    patches = (vision.image_size // vision.patch_size) ** 2
-    features = torch.randn(2, patches, vision.hidden_size)
-    first = tokenize_records([record] * 2, processor, "llava_v1", {"a.png": 0})  # image 0
-    everything = tokenize_records([record] * 2, processor, "llava_v1", {"a.png": 1})  # image 1
-    config = StageConfig(
-        steps=4,
-        batch_size=2,
-        first_types=["colour"],
-        first_steps=3,
-        budget="fixed:4",
-        first_budget="fixed:8",
+
+
+def test_stage_records_and_overrides_make_the_training_recipe(tmp_path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    questions = [_question(s, k) for s in ("a", "b") for k in ("colour", "count", "shape")]
+    (data / "train.json").write_text(json.dumps(questions))
+    stage = StageConfig(
+        steps=40,
+        batch_size=3,
+        budget="uniform-even",
+        first_types=["colour", "shape"],
+        first_steps=10,
+        first_budget="fixed:M",
+        first_multi_turn=False,
+        train_language_model=False,
+        seed=5,
     )
-    result = train_stage(model, processor, features, everything, config, "t", print, first)
-    assert drawn == [[0, 0], [0, 0], [0, 0], [1, 1]]
-    assert result["budgets"] == [8, 8, 8, 4]
-    with pytest.raises(ValueError, match="no first_samples"):
-        train_stage(model, processor, features, everything, config, "t", print)
-    config.first_budget = "sometimes"
-    with pytest.raises(ValueError, match="Unknown budget policy 'sometimes'"):
-        train_stage(model, processor, features, everything, config, "t", print, first)
+    records = write_stage_records(stage, data, tmp_path / "records")
+    merged = json.loads(records["train"].read_text())
+    first = json.loads(records["first"].read_text())
+    assert [r["id"] for r in merged] == ["a", "b"] and len(merged[0]["conversations"]) == 6
+    assert [r["question_type"] for r in first] == ["colour", "shape"] * 2  # single-turn
+    overrides = stage_overrides(stage, tmp_path / "model dir", data, records, tmp_path / "out")
+    config = load_recipe(STAGE_RECIPES["stage2"], overrides)
+    assert config.model == str(tmp_path / "model dir") and config.connector_init is None
+    assert config.train_modules == ["connector"] and config.seed == 5
+    assert config.budget.policy == "uniform-even" and config.data.template == "llava_v1"
+    phase = config.curriculum[0]
+    assert (phase.until_step, phase.budget) == (10, "fixed:M")
+    assert phase.train_json == str(records["first"])
+    assert config.training["max_steps"] == 40
+    assert config.training["per_device_train_batch_size"] == 3
+    assert config.feature_cache == "float16" and config.shared_prefix_loss
+    assert config.data.sampling == "per-step"
+    assert config.lr_schedule == "warmup-first-step-cosine"
+
+
+def test_caption_stage_has_no_curriculum(tmp_path) -> None:
+    captions = [{"id": "a", "image": "images/a.png", "conversations": []}]
+    (tmp_path / "captions.json").write_text(json.dumps(captions))
+    stage = StageConfig(data="captions", template="plain", budget="fixed:M")
+    records = write_stage_records(stage, tmp_path, tmp_path / "records")
+    assert set(records) == {"train"}
+    overrides = stage_overrides(stage, tmp_path, tmp_path, records, tmp_path / "out")
+    config = load_recipe(STAGE_RECIPES["stage1"], overrides)
+    assert config.curriculum is None and config.data.template == "plain"
+    assert config.train_modules == ["connector", "language_model"]
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from mqt_llava.cli import main
-from mqt_llava.experiments.shapes import _stage_samples, run_shapes
+from mqt_llava.experiments.shapes import run_shapes
 from mqt_llava.experiments.shapes_recipe import load_shapes_recipe
-from mqt_llava.experiments.shapes_train import StageConfig
-from mqt_llava.model import MQTLlavaProcessor
+from mqt_llava.experiments.shapes_train import StageConfig, write_stage_records
 
 
 @pytest.fixture(scope="module")
@@ -131,11 +131,8 @@ def test_stage2_can_start_from_the_initial_language_model(quick_run, tmp_path: P
     assert sum("language model reset" in line for line in logs) == 1
 
 
-def test_curriculum_records_follow_their_own_turn_setting(quick_run) -> None:
+def test_curriculum_records_follow_their_own_turn_setting(quick_run, tmp_path: Path) -> None:
     out, _, _ = quick_run
-    processor = MQTLlavaProcessor.from_pretrained(out / "init")
-    scenes = json.loads((out / "data" / "train_scenes.json").read_text())
-    rows = {scene["image"]: i for i, scene in enumerate(scenes)}
     records = json.loads((out / "data" / "train.json").read_text())
     wanted = [r for r in records if r["question_type"] in ("colour", "shape")]
     wanted_scenes = len({r["scene_id"] for r in wanted})
@@ -143,7 +140,40 @@ def test_curriculum_records_follow_their_own_turn_setting(quick_run) -> None:
         stage = StageConfig(
             first_types=["colour", "shape"], first_steps=1, first_multi_turn=first_multi_turn
         )
-        samples, first = _stage_samples(stage, processor, out / "data", rows)
-        assert len(samples) == len({r["scene_id"] for r in records})  # multi-turn: one per scene
-        assert len(first) == expected
+        written = write_stage_records(stage, out / "data", tmp_path / str(first_multi_turn))
+        merged = json.loads(written["train"].read_text())
+        assert len(merged) == len({r["scene_id"] for r in records})  # multi-turn: one per scene
+        assert len(json.loads(written["first"].read_text())) == expected
     assert len(wanted) > wanted_scenes  # the two settings differ on this data
+
+
+def test_stages_run_through_the_training_recipes(quick_run) -> None:
+    """Stages 1 and 2 are `mqt-llava train` runs: their folders hold the resolved training
+    recipe, the loss curve and the connector export the next stage reads."""
+    out, _, _ = quick_run
+    stage1 = yaml.safe_load((out / "stage1-position" / "recipe.yaml").read_text())
+    stage2 = yaml.safe_load((out / "matryoshka" / "recipe.yaml").read_text())
+    assert stage1["name"] == "shapes-stage1" and stage1["data"]["template"] == "plain"
+    assert stage2["name"] == "shapes-stage2" and stage2["data"]["template"] == "llava_v1"
+    assert stage2["model"] == str(out / "start-position")
+    assert stage2["connector_init"] == str(out / "stage1-position" / "connector")
+    assert stage2["curriculum"][0]["budget"] == "fixed:M"
+    for folder in ("stage1-position", "matryoshka"):
+        assert (out / folder / "log.jsonl").is_file()
+        assert (out / folder / "connector" / "connector.safetensors").is_file()
+
+
+def test_ship_leaves_the_trainers_bookkeeping_out(quick_run, tmp_path: Path, monkeypatch) -> None:
+    from mqt_llava.experiments import commands
+    from mqt_llava.inference import pipeline
+
+    out, payload, _ = quick_run
+    target = tmp_path / "default-model"
+    monkeypatch.setattr(pipeline, "BUNDLED_MODEL_DIR", target)
+    commands.ship_model(out / "matryoshka", payload["results"]["matryoshka"])
+    shipped = {p.name for p in target.iterdir()}
+    expected = {"model.safetensors", "config.json", "shapes_recipe.yaml", "train_recipe.yaml"}
+    assert expected <= shipped
+    assert not shipped & {"records", "connector", "log.jsonl", "training_args.bin", "eval"}
+    train_recipe = yaml.safe_load((target / "train_recipe.yaml").read_text())
+    assert train_recipe["name"] == "shapes-stage2"

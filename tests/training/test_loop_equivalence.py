@@ -1,6 +1,8 @@
-"""The Trainer path with the ShapesVQA loop's options reproduces the hand-written loop.
+"""The Trainer path with the ShapesVQA options reproduces the former hand-written loop.
 
-`mqt_llava.experiments.shapes_train.train_stage` (the loop that trains the bundled model) and
+The bundled model was trained by a hand-written loop in `mqt_llava.experiments` until the
+ShapesVQA stages became recipes of `mqt-llava train`. `_reference_loop` below is that loop (its
+collate, shared-prefix loss, budgets, AdamW and schedule), kept here as the reference: it and
 `mqt-llava train` with `data.sampling=per-step`, `lr_schedule=warmup-first-step-cosine`,
 `feature_cache=float16`, `shared_prefix_loss=true` and the loop's AdamW betas draw the same
 batches and budgets and take the same optimizer steps: the losses and the trained weights agree
@@ -10,22 +12,80 @@ to float rounding.
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 import torch
 
-from mqt_llava.data.llava_json import LlavaJsonDataset
-from mqt_llava.experiments.shapes_train import (
-    StageConfig,
-    encode_features,
-    tokenize_records,
-    train_stage,
-)
+from mqt_llava.data.collator import expand_image_placeholders
+from mqt_llava.data.llava_json import IGNORE_INDEX, LlavaJsonDataset, tokenize_record
 from mqt_llava.model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
 from mqt_llava.training.config import load_recipe
+from mqt_llava.training.prefix import with_prefix_cache
 from mqt_llava.training.recipe import train
+from mqt_llava.training.sampler import BudgetSampler
+from mqt_llava.training.schedule import cosine_schedule
 
 STEPS = 6
+
+
+def _collate(samples, m: int, image_id: int, pad_id: int) -> dict[str, torch.Tensor]:
+    length = max(len(s.input_ids) for s in samples)
+    input_ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(samples), length), dtype=torch.long)
+    for row, sample in enumerate(samples):
+        n = len(sample.input_ids)
+        input_ids[row, :n] = torch.tensor(sample.input_ids)
+        labels[row, :n] = torch.tensor(sample.labels)
+        attention_mask[row, :n] = 1
+    batch = {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+    return expand_image_placeholders(batch, m, image_id, pad_id)
+
+
+def _shared_prefix(samples, image_id: int) -> int:
+    first = samples[0].input_ids
+    length = first.index(image_id) if image_id in first else len(first)
+    for sample in samples[1:]:
+        while length and sample.input_ids[:length] != first[:length]:
+            length -= 1
+    return length
+
+
+def _reference_loop(model, processor, features, samples, images, steps, batch_size, lr, seed):
+    """The former `experiments.shapes_train.train_stage` (no curriculum): per step a seeded
+    draw of the batch, m from `BudgetSampler`, float16 features through the connector, the
+    shared prefix once, AdamW (0.9, 0.98), clipping at 1, the warm-up-first-step cosine."""
+    torch.manual_seed(seed)
+    sampler = BudgetSampler("uniform-even", model.config.num_queries, seed)
+    model.vision_tower.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
+    schedule = cosine_schedule(optimizer, steps, 0.05)
+    order = random.Random(seed)
+    pad_id, image_id = processor.tokenizer.pad_token_id, processor.image_token_id
+    prefix = _shared_prefix(samples, image_id)
+    indices = list(range(len(samples)))
+    model.train()
+    losses, budgets = [], []
+    for step in range(steps):
+        m = sampler(step)
+        chosen = order.sample(indices, min(batch_size, len(indices)))
+        batch = _collate([samples[i] for i in chosen], m, image_id, pad_id)
+        visual = model.connector(features[[images[i] for i in chosen]].float(), m)
+        tokens = visual.reshape(-1, visual.shape[-1])
+        inputs = with_prefix_cache(model.language_model, dict(batch), prefix)
+        loss = model(**inputs, visual_tokens=tokens).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        budgets.append(m)
+        if step in (0, steps - 1):
+            losses.append((step + 1, round(loss.item(), 4)))
+    model.eval()
+    return {"losses": losses, "budgets": budgets}
 
 
 def test_trainer_path_reproduces_the_shapes_loop(tmp_path, tiny_dir, records_dir):
@@ -38,14 +98,12 @@ def test_trainer_path_reproduces_the_shapes_loop(tmp_path, tiny_dir, records_dir
     loop_model = MQTLlavaForConditionalGeneration.from_pretrained(tiny_dir)
     dataset = LlavaJsonDataset(data, processor, image_folder=records_dir / "images")
     pixels = torch.cat([dataset[i]["pixel_values"] for i in range(len(records))])
-    features = encode_features(loop_model, pixels, normalize=lambda x: x)  # float16 bank
-    samples = tokenize_records(
-        records, processor, "llava_v1", {r["image"]: i for i, r in enumerate(records)}
+    with torch.no_grad():
+        features = loop_model.get_vision_features(pixels).half()  # the float16 bank
+    samples = [tokenize_record(r, processor, "llava_v1") for r in records]
+    loop = _reference_loop(
+        loop_model, processor, features, samples, list(range(len(records))), STEPS, 4, 2e-3, 0
     )
-    stage = StageConfig(
-        budget="uniform-even", steps=STEPS, batch_size=4, learning_rate=2e-3, seed=0
-    )
-    loop = train_stage(loop_model, processor, features, samples, stage, "loop", log=lambda _: 0)
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("name: loop-equivalence\n")
