@@ -133,7 +133,7 @@ COMMAND_MODULES = (
     "mqt_llava.training.commands",  # train
     "mqt_llava.evaluation.commands",  # eval, report
     "mqt_llava.serving.commands",  # serve, chat, ui
-    "mqt_llava.benchmarks.commands",  # flops, bench
+    "mqt_llava.perf.commands",  # flops, bench
     "mqt_llava.visualization.commands",  # gradcam
     "mqt_llava.experiments.commands",  # experiment
     "mqt_llava.pretrained.commands",  # backbones

@@ -6,7 +6,7 @@ activation, activations from zero or from the image's mean patch) and budget, th
 scenes where the most relevant token's map peaks inside the object's box (one patch of
 tolerance). The question is "What colour is the <shape>?"; each budget explains its own answer.
 
-    python benchmarks/gradcam_pointing_game.py --scenes 60 --out pointing.json
+    python scripts/gradcam_pointing_game.py --scenes 60 --out pointing.json
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ import json
 import pytest
 from tiny_models import TINY_TEXT, TINY_VISION
 
-from mqt_llava.benchmarks.flops import (
+from mqt_llava.cli import main
+from mqt_llava.model import MQTLlavaConfig
+from mqt_llava.perf.flops import (
     baseline_config,
     count_llava_flops,
     count_mqt_flops,
@@ -17,8 +19,6 @@ from mqt_llava.benchmarks.flops import (
     load_config,
     preset_config,
 )
-from mqt_llava.cli import main
-from mqt_llava.model import MQTLlavaConfig
 
 ROW_KEYS = {"num_visual_tokens", "vision_tflops", "connector_tflops", "llm_tflops", "total_tflops"}
 
