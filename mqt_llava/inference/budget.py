@@ -193,7 +193,7 @@ def generate_scored(
         Per row: (text, generated ids without EOS/padding, first-token probability, mean
         log-probability of the answer's tokens).
     """
-    from ..evaluation.generation import left_pad
+    from .generation import left_pad
 
     ids, pieces = [], []
     for prompt, tokens, m in zip(prompts, visual_tokens, budgets, strict=True):
