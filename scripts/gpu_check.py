@@ -45,7 +45,7 @@ TINY_TEXT = dict(
 def preset(name: str):
     """The MQT-LLaVA config of `7b` (the release's shape) or `tiny` (same grid, tiny widths)."""
     from mqt_llava.model import MQTLlavaConfig
-    from mqt_llava.perf.flops import preset_config
+    from mqt_llava.model.presets import preset_config
 
     if name == "7b":
         return preset_config("mqt-llava-7b")

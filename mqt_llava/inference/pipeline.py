@@ -13,10 +13,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, TextIterato
 
 from ..model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor, check_num_visual_tokens
 from ..model.images import ImageInput
+from ..model.presets import BUNDLED_MODEL_DIR
 from .generation import encode_images, generate_answers, generation_kwargs
-
-# Where an installed package keeps its bundled default model (written by the ShapesVQA recipe).
-BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default-model"
 
 
 @dataclass

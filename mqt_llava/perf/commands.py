@@ -11,6 +11,9 @@ import os
 import sys
 from pathlib import Path
 
+# `mqt_llava.model.presets.PRESETS`, spelled out so that `--help` imports no torch (a test checks).
+PRESET_NAMES = ("mqt-llava-7b", "bench", "bundled", "tiny")
+
 
 def _quiet() -> None:
     import warnings
@@ -24,7 +27,8 @@ def _quiet() -> None:
 
 def _config(preset: str | None, model: Path | None):
     """The config of `--model DIR`, else of `--preset` (default: the 7B release)."""
-    from .flops import load_config, preset_config
+    from ..model.presets import preset_config
+    from .flops import load_config
 
     return load_config(model) if model is not None else preset_config(preset or "mqt-llava-7b")
 
@@ -58,12 +62,13 @@ def bench(
 ) -> int:
     """Prefill latency and decode speed per budget, against transformers' LLaVA, interleaved."""
     _quiet()
+    from ..model.presets import preset_config
     from .flops import load_config
-    from .latency import mid_config, run_latency
+    from .latency import run_latency
     from .report import checks, format_latency
 
     result = run_latency(
-        load_config(model) if model is not None else mid_config(),
+        load_config(model) if model is not None else preset_config("bench"),
         budgets,
         prompt_tokens,
         new_tokens,
@@ -93,7 +98,9 @@ def register(subparsers) -> None:
     )
     source = p.add_mutually_exclusive_group()
     source.add_argument(
-        "--preset", choices=["mqt-llava-7b"], help="a named configuration (default: mqt-llava-7b)"
+        "--preset",
+        choices=PRESET_NAMES,
+        help="a named size from mqt_llava.model.presets (default: mqt-llava-7b)",
     )
     source.add_argument("--model", type=Path, help="a saved model folder (reads config.json)")
     p.add_argument("--prompt-tokens", type=_nonnegative, default=60, help="text tokens (def. 60)")
