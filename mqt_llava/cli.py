@@ -37,12 +37,21 @@ def convert(
     revision: str | None = None,
 ) -> None:
     """Convert an original MQT-LLaVA checkpoint (or a stage-1 query_abstractor.bin)."""
-    from .hub.resolve import source_folder
+    from .hub.card import write_model_card
+    from .hub.resolve import download_tower, source_folder
     from .model.convert import convert_checkpoint
 
     folder, source = source_folder(src, revision)  # a local path, or a hub id downloaded once
     report = convert_checkpoint(
-        folder, dst, vision_tower, num_heads, num_visual_tokens, overwrite, source=source
+        folder,
+        dst,
+        vision_tower,
+        num_heads,
+        num_visual_tokens,
+        overwrite,
+        source=source,
+        fetch_tower=download_tower,
+        write_card=write_model_card,
     )
     print(report.summary())
 

@@ -207,7 +207,7 @@ def resolve_threads(
 
 def _weight_bytes(model_dir: Path | None) -> int:
     if model_dir is None:
-        from .inference.pipeline import BUNDLED_MODEL_DIR
+        from .model.presets import BUNDLED_MODEL_DIR
 
         model_dir = BUNDLED_MODEL_DIR
     model_dir = Path(model_dir)

@@ -9,6 +9,7 @@ unexpected or misshapen tensor instead of initialising it at random.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from safetensors.torch import save_file
@@ -47,7 +48,13 @@ def _tower_processor(folder: Path):
         ) from None
 
 
-def load_tower(src: Path, release: dict, entries: dict[str, TensorEntry], vision_tower):
+def load_tower(
+    src: Path,
+    release: dict,
+    entries: dict[str, TensorEntry],
+    vision_tower,
+    fetch_tower: Callable[..., Path] | None = None,
+):
     """The CLIP tower (current `transformers` layout), its image processor, and its source."""
     name = vision_tower or release.get("mm_vision_tower")
     copy = {k[len(TOWER_PREFIX) :]: v for k, v in entries.items() if k.startswith(TOWER_PREFIX)}
@@ -55,9 +62,12 @@ def load_tower(src: Path, release: dict, entries: dict[str, TensorEntry], vision
         raise CheckpointError("No vision tower: pass --vision-tower PATH_OR_ID.")
     local = _resolve_tower(src, name)
     if local is None and not (copy and name in KNOWN_TOWERS):
-        from ..hub.resolve import download_tower  # local paths first; then the hub (its cache)
-
-        local = download_tower(name, weights=not copy)
+        if fetch_tower is None:  # the hub layer passes its downloader; the model layer has none
+            raise CheckpointError(
+                f"vision tower {name!r} is not a local folder: pass --vision-tower DIR, or convert "
+                "through `mqt-llava convert`, which fetches it from the hub."
+            )
+        local = fetch_tower(name, weights=not copy)  # local paths first; then the hub
     if local is not None:
         try:
             config = CLIPVisionConfig.from_pretrained(local)

@@ -91,7 +91,7 @@ def bench(
 
 def register(subparsers) -> None:
     """Adds `flops` and `bench` to the `mqt-llava` command."""
-    from ..cli import _budget_list
+    from ..cli_args import budget_list as _budget_list
 
     p = subparsers.add_parser(
         "flops", help=(flops.__doc__ or "").splitlines()[0], description=flops.__doc__
