@@ -32,7 +32,8 @@ def main() -> None:
     import torch
 
     import mqt_llava
-    from mqt_llava.visualization.pointing import hit_rates, pointing_game, single_object_scenes
+    from mqt_llava.data.shapes_scene import single_object_scenes
+    from mqt_llava.visualization.pointing import hit_rates, pointing_game
 
     if args.threads:
         torch.set_num_threads(args.threads)
