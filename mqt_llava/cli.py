@@ -11,7 +11,6 @@ import importlib
 import json
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -257,11 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # --help (0) or a usage error (2), already printed as one line
         return stop.code if isinstance(stop.code, int) else 2
     if args.command in ("convert", "ask"):  # the model commands; the others stay torch-free
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        warnings.filterwarnings("ignore", category=FutureWarning)
+        cli_args.quiet_transformers()
     from .hub.loading import cli_load_options
 
     try:

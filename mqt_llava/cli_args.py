@@ -228,3 +228,19 @@ def apply_threads(
     if count is not None:
         torch.set_num_threads(count)
     return torch.get_num_threads()
+
+
+def quiet_transformers() -> None:
+    """The model commands' console: `transformers`' own logging and progress bars off, and its
+    deprecation notices (FutureWarnings raised inside `transformers`) hidden.
+
+    Only `transformers`' FutureWarnings are filtered: those of torch, of other libraries and of
+    this package still show.
+    """
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\.|$)")

@@ -11,18 +11,13 @@ import os
 import sys
 from pathlib import Path
 
-# `mqt_llava.model.presets.PRESETS`, spelled out so that `--help` imports no torch (a test checks).
+from .. import cli_args
+
+_budget_list = cli_args.budget_list  # range-checked later against the model's M
+
+# `mqt_llava.model.presets.PRESETS`, spelled out so that `--help` imports no torch
+# (tests/model/test_presets.py checks that the two agree).
 PRESET_NAMES = ("mqt-llava-7b", "bench", "bundled", "tiny")
-
-
-def _quiet() -> None:
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 def _config(preset: str | None, model: Path | None):
@@ -41,7 +36,7 @@ def flops(
     as_json: bool,
 ) -> None:
     """Prefill FLOPs per visual-token budget and for LLaVA-1.5, counted on the meta device."""
-    _quiet()
+    cli_args.quiet_transformers()
     from .flops import flops_report, format_report
 
     report = flops_report(_config(preset, model), budgets, prompt_tokens)
@@ -61,7 +56,7 @@ def bench(
     out: Path | None,
 ) -> int:
     """Prefill latency and decode speed per budget, against transformers' LLaVA, interleaved."""
-    _quiet()
+    cli_args.quiet_transformers()
     from ..model.presets import preset_config
     from .flops import load_config
     from .latency import run_latency
@@ -91,8 +86,6 @@ def bench(
 
 def register(subparsers) -> None:
     """Adds `flops` and `bench` to the `mqt-llava` command."""
-    from ..cli_args import budget_list as _budget_list
-
     p = subparsers.add_parser(
         "flops", help=(flops.__doc__ or "").splitlines()[0], description=flops.__doc__
     )
