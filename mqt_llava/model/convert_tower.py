@@ -19,14 +19,13 @@ from transformers import (
     CLIPVisionConfig,
     CLIPVisionModel,
 )
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from .configuration import CLIP_L_336_VISION_KWARGS
 from .convert_checks import CheckpointError
 from .weights_io import TensorEntry, load_tensor
 
 TOWER_PREFIX = "model.vision_tower.vision_tower."
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # Towers whose config we know, so that a checkpoint holding its own tower copy converts offline.
 KNOWN_TOWERS = {"openai/clip-vit-large-patch14-336": CLIP_L_336_VISION_KWARGS}
 
@@ -81,8 +80,8 @@ def load_tower(
         image_processor = CLIPImageProcessorPil(
             size={"shortest_edge": side},
             crop_size={"height": side, "width": side},
-            image_mean=list(CLIP_MEAN),
-            image_std=list(CLIP_STD),
+            image_mean=list(OPENAI_CLIP_MEAN),
+            image_std=list(OPENAI_CLIP_STD),
         )
     if copy:
         with tempfile.TemporaryDirectory() as tmp:
