@@ -11,7 +11,6 @@ import importlib
 import json
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -37,12 +36,21 @@ def convert(
     revision: str | None = None,
 ) -> None:
     """Convert an original MQT-LLaVA checkpoint (or a stage-1 query_abstractor.bin)."""
-    from .hub.resolve import source_folder
+    from .hub.card import write_model_card
+    from .hub.resolve import download_tower, source_folder
     from .model.convert import convert_checkpoint
 
     folder, source = source_folder(src, revision)  # a local path, or a hub id downloaded once
     report = convert_checkpoint(
-        folder, dst, vision_tower, num_heads, num_visual_tokens, overwrite, source=source
+        folder,
+        dst,
+        vision_tower,
+        num_heads,
+        num_visual_tokens,
+        overwrite,
+        source=source,
+        fetch_tower=download_tower,
+        write_card=write_model_card,
     )
     print(report.summary())
 
@@ -133,7 +141,7 @@ COMMAND_MODULES = (
     "mqt_llava.training.commands",  # train
     "mqt_llava.evaluation.commands",  # eval, report
     "mqt_llava.serving.commands",  # serve, chat, ui
-    "mqt_llava.benchmarks.commands",  # flops, bench
+    "mqt_llava.perf.commands",  # flops, bench
     "mqt_llava.visualization.commands",  # gradcam
     "mqt_llava.experiments.commands",  # experiment
     "mqt_llava.pretrained.commands",  # backbones
@@ -248,11 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # --help (0) or a usage error (2), already printed as one line
         return stop.code if isinstance(stop.code, int) else 2
     if args.command in ("convert", "ask"):  # the model commands; the others stay torch-free
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        warnings.filterwarnings("ignore", category=FutureWarning)
+        cli_args.quiet_transformers()
     from .hub.loading import cli_load_options
 
     try:

@@ -207,7 +207,7 @@ def resolve_threads(
 
 def _weight_bytes(model_dir: Path | None) -> int:
     if model_dir is None:
-        from .inference.pipeline import BUNDLED_MODEL_DIR
+        from .model.presets import BUNDLED_MODEL_DIR
 
         model_dir = BUNDLED_MODEL_DIR
     model_dir = Path(model_dir)
@@ -228,3 +228,19 @@ def apply_threads(
     if count is not None:
         torch.set_num_threads(count)
     return torch.get_num_threads()
+
+
+def quiet_transformers() -> None:
+    """The model commands' console: `transformers`' own logging and progress bars off, and its
+    deprecation notices (FutureWarnings raised inside `transformers`) hidden.
+
+    Only `transformers`' FutureWarnings are filtered: those of torch, of other libraries and of
+    this package still show.
+    """
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers(\.|$)")

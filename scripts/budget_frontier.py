@@ -43,9 +43,9 @@ def cpu_model() -> str:
 
 def sweep(vlm, items, gold, budgets, probe, batch_size, cost) -> dict:
     """Answers every item at every budget: correctness, confidences, FLOPs, router features."""
-    from mqt_llava.evaluation.generation import encode_images
     from mqt_llava.evaluation.scorers.shapes import shapes_prediction
     from mqt_llava.inference.budget import RowContext, generate_scored
+    from mqt_llava.inference.generation import encode_images
     from mqt_llava.inference.policies.router import router_features
 
     model, processor = vlm.model, vlm.processor

@@ -8,7 +8,7 @@ ours at m tokens, LLaVA-1.5's two-layer MLP at every patch (576). Same prompt fo
 It reports, and writes as `gpu_check.json` and `gpu_check.md` under `--out`:
 - prefill latency (one forward with the image, last-position logits) at m = 1, 16, 64, 256 and
   for LLaVA at 576, with the time ratio LLaVA / ours next to the FLOP ratio (counted on the meta
-  device by `mqt_llava.benchmarks.flops`);
+  device by `mqt_llava.perf.flops`);
 - decode milliseconds per token (greedy `generate`, forced length, prefill subtracted);
 - peak GPU memory of each variant's prefill (weights included);
 - batch-32 throughput of `eval`-style generation (images encoded once, `visual_tokens`
@@ -44,8 +44,8 @@ TINY_TEXT = dict(
 
 def preset(name: str):
     """The MQT-LLaVA config of `7b` (the release's shape) or `tiny` (same grid, tiny widths)."""
-    from mqt_llava.benchmarks.flops import preset_config
     from mqt_llava.model import MQTLlavaConfig
+    from mqt_llava.model.presets import preset_config
 
     if name == "7b":
         return preset_config("mqt-llava-7b")
@@ -59,8 +59,8 @@ def build(config, device: torch.device, dtype: torch.dtype, seed: int = 0):
     """Our model on `device` and a stock LLaVA sharing its tower, decoder and head."""
     from transformers import LlavaForConditionalGeneration
 
-    from mqt_llava.benchmarks.flops import baseline_config
     from mqt_llava.model import MQTLlavaForConditionalGeneration
+    from mqt_llava.perf.flops import baseline_config
 
     torch.manual_seed(seed)
     with torch.device(device):
@@ -145,7 +145,7 @@ def peak_gb(fn, device) -> float | None:
 
 @torch.inference_mode()
 def run(args) -> dict:
-    from mqt_llava.benchmarks.flops import baseline_config, count_llava_flops, count_mqt_flops
+    from mqt_llava.perf.flops import baseline_config, count_llava_flops, count_mqt_flops
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     config = preset(args.preset)

@@ -136,3 +136,18 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
 def test_load_of_a_missing_folder_says_it_is_not_a_model_folder():
     with pytest.raises(FileNotFoundError, match="not a model folder"):
         mqt_llava.load("/nonexistent")
+
+
+def test_quiet_transformers_hides_only_transformers_future_warnings():
+    """The model commands hide `transformers`' deprecation notices, not everyone's."""
+    import warnings
+
+    from mqt_llava import cli_args
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli_args.quiet_transformers()
+        warnings.warn_explicit("ours", FutureWarning, "x.py", 1, module="mqt_llava.model")
+        warnings.warn_explicit("torch's", FutureWarning, "y.py", 1, module="torch.nn")
+        warnings.warn_explicit("hf's", FutureWarning, "z.py", 1, module="transformers.utils")
+    assert sorted(str(w.message) for w in caught) == ["ours", "torch's"]

@@ -1,4 +1,7 @@
-"""Tiny random MQT-LLaVA models of several backbone pairs, for tests that run in seconds."""
+"""Tiny random MQT-LLaVA models of several backbone pairs, for tests that run in seconds.
+
+The CLIP + Llama pair is the `tiny` preset of `mqt_llava.model.presets`.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +11,13 @@ import torch
 from transformers import AutoTokenizer, CLIPImageProcessorPil, SiglipImageProcessorPil
 
 from mqt_llava.model import MQTLlavaConfig, MQTLlavaForConditionalGeneration, MQTLlavaProcessor
+from mqt_llava.model.presets import TINY_TEXT_KWARGS, TINY_VISION_KWARGS
 
 FIXTURE = Path(__file__).parent / "data" / "original-tiny"
 
 
 TINY_VISION = {
-    "clip": dict(
-        model_type="clip_vision_model",
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=4,
-    ),
+    "clip": dict(TINY_VISION_KWARGS),
     "siglip": dict(
         model_type="siglip_vision_model",
         hidden_size=32,
@@ -33,16 +29,7 @@ TINY_VISION = {
     ),
 }
 TINY_TEXT = {
-    "llama": dict(
-        model_type="llama",
-        hidden_size=48,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=1000,
-        max_position_embeddings=512,
-    ),
+    "llama": dict(TINY_TEXT_KWARGS),
     "qwen2": dict(
         model_type="qwen2",
         hidden_size=48,

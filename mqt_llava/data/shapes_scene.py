@@ -220,6 +220,24 @@ def sample_scene(
             return Scene(scene_id, image_size, tuple(placed))
 
 
+def single_object_scenes(n: int, seed: int = 0, image_size: int = 64) -> list[Scene]:
+    """`n` scenes of one object on the plain background (the pointing game's scenes): shape,
+    colour, size and position drawn uniformly (the object wholly inside the image),
+    reproducibly from `seed`."""
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}.")
+    rng = random.Random(seed)
+    scenes = []
+    for i in range(n):
+        size = rng.choice(SIZES)
+        diameter = rng.choice(diameters(image_size, size))
+        half = diameter // 2
+        x, y = (rng.randint(half, image_size - 1 - half) for _ in range(2))
+        obj = SceneObject(rng.choice(SHAPES), rng.choice(list(COLOURS)), size, x, y, diameter)
+        scenes.append(Scene(f"single_{i:04d}", image_size, (obj,)))
+    return scenes
+
+
 def _draw_object(draw: ImageDraw.ImageDraw, obj: SceneObject) -> None:
     x0, y0, x1, y1 = obj.bbox
     x1, y1 = x1 - 1, y1 - 1  # PIL boxes are inclusive

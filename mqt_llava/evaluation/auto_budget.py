@@ -52,7 +52,6 @@ def run_auto(
         (answer file, {"policy", "mean_num_visual_tokens", "mean_attempts",
         "mean_prefill_gflops"}).
     """
-    from mqt_llava.evaluation.generation import encode_images
     from mqt_llava.inference.budget import (
         AUTO,
         PrefillCost,
@@ -62,6 +61,7 @@ def run_auto(
         model_folder,
         summary,
     )
+    from mqt_llava.inference.generation import encode_images
 
     model, processor = vlm.model, vlm.processor
     policy = load_policy(policy, model_folder(model))

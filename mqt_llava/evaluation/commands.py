@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from pathlib import Path
 
 from mqt_llava import cli_args
@@ -17,19 +16,11 @@ from mqt_llava.hub.cli_args import add_model_arguments
 _budgets = cli_args.budget_list  # ``2,16,64,256``, range-checked later against the model's M
 
 
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-
 def eval_command(args: argparse.Namespace) -> None:
     """Answer a benchmark at several visual-token budgets and score the answers."""
     from mqt_llava.evaluation.runner import evaluate
 
-    _quiet_transformers()
+    cli_args.quiet_transformers()
     metrics = evaluate(
         args.model,
         args.benchmark,

@@ -4,7 +4,7 @@ runs.
 
 Prefill TFLOPs come from a table passed in (the JSON that ``mqt-llava flops --json`` prints, or a
 plain ``{"<m>": tflops}``) or, failing that, are counted from the runs' model configuration with
-`mqt_llava.benchmarks.flops` when that module is installed (imported only then).
+`mqt_llava.perf.flops` when that module is installed (imported only then).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def flops_table(flops: dict[str, Any]) -> dict[int, float]:
 def count_flops(model_dir: str, budgets: list[int], prompt_tokens: int) -> dict[int, float] | None:
     """Prefill TFLOPs of a saved model at each budget, or None if they cannot be counted here."""
     try:
-        from mqt_llava.benchmarks.flops import count_mqt_flops, load_config
+        from mqt_llava.perf.flops import count_mqt_flops, load_config
     except ImportError:
         return None
     try:
@@ -173,7 +173,7 @@ def write_report(
         runs: Output folders of ``mqt-llava eval`` (or their ``metrics.json``).
         out: Where to write.
         flops: A prefill-FLOPs table (see `flops_table`); None to count it from the first run's
-            model configuration when `mqt_llava.benchmarks.flops` is available.
+            model configuration when `mqt_llava.perf.flops` is available.
         prompt_tokens: Text tokens assumed per question when counting FLOPs.
         title: Title of the plot.
 

@@ -130,7 +130,7 @@ def run_budgets(
     Returns:
         Budget → answer file.
     """
-    from mqt_llava.evaluation.generation import encode_images, generate_answers
+    from mqt_llava.inference.generation import encode_images, generate_answers
     from mqt_llava.model import check_num_visual_tokens
 
     if batch_size < 1:

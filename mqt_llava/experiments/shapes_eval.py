@@ -2,7 +2,7 @@
 
 Answers come from the project's evaluation runner (`mqt-llava eval --benchmark shapes`: the
 image is encoded once per batch, greedy answers, exact match per question type); prefill FLOPs
-from `mqt_llava.benchmarks.flops` (PyTorch's FLOP counter on the meta device).
+from `mqt_llava.perf.flops` (PyTorch's FLOP counter on the meta device).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def prompt_tokens(dataset_dir: Path, processor: Any, limit: int = 200) -> int:
 
 def prefill_flops(model_dir: Path, budgets: Sequence[int], text_tokens: int) -> dict[int, float]:
     """Prefill GFLOPs per question at each budget (vision + connector + LLM, last logits)."""
-    from ..benchmarks.flops import count_mqt_flops, load_config
+    from ..perf.flops import count_mqt_flops, load_config
 
     rows = count_mqt_flops(load_config(model_dir), list(budgets), text_tokens)
     return {row.num_visual_tokens: row.total_tflops * 1e3 for row in rows}

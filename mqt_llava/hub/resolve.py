@@ -192,8 +192,16 @@ def resolve_model(
         f"{target} (later calls reuse it)."
     )
     from ..model.convert import convert_checkpoint
+    from .card import write_model_card
 
-    convert_checkpoint(source, target, overwrite=True, source=f"{text}@{commit}")
+    convert_checkpoint(
+        source,
+        target,
+        overwrite=True,
+        source=f"{text}@{commit}",
+        fetch_tower=download_tower,
+        write_card=write_model_card,
+    )
     (target / MARKER).write_text(json.dumps({"repo_id": text, "commit": commit}) + "\n")
     return target
 

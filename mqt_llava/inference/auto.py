@@ -71,7 +71,7 @@ def ask_auto(
         )
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
-    from ..evaluation.generation import encode_images
+    from .generation import encode_images
 
     model, processor = vlm.model, vlm.processor
     policy = load_policy(policy, model_folder(model))

@@ -97,8 +97,8 @@ class PrefillCost:
     """
 
     def __init__(self, config):
-        from ..benchmarks.flops import _flops, _meta_model, _pixel_values
         from ..model import MQTLlavaForConditionalGeneration
+        from ..perf.flops import _flops, _meta_model, _pixel_values
 
         self._flops = _flops
         self.model = _meta_model(MQTLlavaForConditionalGeneration, config)
@@ -122,7 +122,7 @@ class PrefillCost:
     @torch.no_grad()
     def llm_gflops(self, context_tokens: int) -> float:
         """The LLM prefill on `context_tokens` tokens (text + visual), last-position logits."""
-        from ..benchmarks.flops import _llm_flops
+        from ..perf.flops import _llm_flops
 
         if context_tokens not in self._llm:
             embeds = torch.zeros(1, context_tokens, self.hidden, device="meta")
@@ -193,7 +193,7 @@ def generate_scored(
         Per row: (text, generated ids without EOS/padding, first-token probability, mean
         log-probability of the answer's tokens).
     """
-    from ..evaluation.generation import left_pad
+    from .generation import left_pad
 
     ids, pieces = [], []
     for prompt, tokens, m in zip(prompts, visual_tokens, budgets, strict=True):

@@ -13,9 +13,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, TextIterato
 
 from ..model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor, check_num_visual_tokens
 from ..model.images import ImageInput
-
-# Where an installed package keeps its bundled default model (written by the ShapesVQA recipe).
-BUNDLED_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "default-model"
+from ..model.presets import BUNDLED_MODEL_DIR
+from .generation import encode_images, generate_answers, generation_kwargs
 
 
 @dataclass
@@ -124,15 +123,7 @@ class MQTLlava:
         return inputs.to(self.model.device)
 
     def _generate_kwargs(self, max_new_tokens: int, temperature: float, top_p: float | None):
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}.")
-        kwargs = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0}
-        if temperature > 0:
-            kwargs["temperature"] = temperature
-            kwargs["top_p"] = top_p if top_p is not None else 1.0
-        return kwargs
+        return generation_kwargs(max_new_tokens, temperature, top_p)
 
     @torch.inference_mode()
     def ask(
@@ -209,6 +200,7 @@ class MQTLlava:
         if errors:
             raise errors[0]
 
+    @torch.inference_mode()
     def ask_budgets(
         self,
         image: ImageInput,
@@ -217,12 +209,26 @@ class MQTLlava:
         max_new_tokens: int = 64,
         temperature: float = 0.0,
     ) -> list[Answer]:
-        """Answers the same question at several budgets, timing each answer."""
+        """Answers the same question at several budgets, encoding the image once.
+
+        The vision tower and the connector run once, at the largest budget; each budget m then
+        answers from the first m visual tokens, which equal what encoding at m gives (the
+        connector's prefix property). The answers are those of [`ask`] at each budget.
+
+        Returns:
+            One [`Answer`] per budget, in the order given. `seconds` is that budget's answer
+            (prompt and generation); the one shared image encoding is not in any of them.
+        """
         budgets = [check_num_visual_tokens(m, self.max_visual_tokens) for m in budgets]
+        generation_kwargs(max_new_tokens, temperature)  # setting errors before any model work
+        prompt = self.processor.build_prompt(question, num_images=1, template=self.template)
+        visual = encode_images(self.model, self.processor, [image], max(budgets))  # (1, M', D)
         answers = []
         for m in budgets:
             start = time.perf_counter()
-            text = self.ask(image, question, m, max_new_tokens, temperature)
+            (text,) = generate_answers(
+                self.model, self.processor, [prompt], visual, m, max_new_tokens, temperature
+            )
             answers.append(Answer(m, text, time.perf_counter() - start))
         return answers
 

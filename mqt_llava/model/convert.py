@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +90,8 @@ def convert_checkpoint(
     num_visual_tokens: int | None = None,
     overwrite: bool = False,
     source: str | None = None,
+    fetch_tower: Callable[..., Path] | None = None,
+    write_card: Callable[..., object] | None = None,
 ) -> ConversionReport:
     """Converts an original MQT-LLaVA checkpoint (or a stage-1 `query_abstractor.bin`).
 
@@ -113,6 +115,11 @@ def convert_checkpoint(
         num_visual_tokens: Default budget to write; M when `None`.
         overwrite: Replace a non-empty `dst`.
         source: Where `src` came from (e.g. `owner/name@commit`), for the model card.
+        fetch_tower: `fetch_tower(name, weights=...) -> folder` for a tower that is not a local
+            folder; the hub layer passes `mqt_llava.hub.resolve.download_tower` (the model
+            layer never imports the hub). Without it such a tower is refused.
+        write_card: `write_card(folder, config, source=...)` writes a model card into the staged
+            output (`mqt_llava.hub.card`); no card without it.
 
     Returns:
         A [`ConversionReport`]; `report.summary()` says what was written.
@@ -146,7 +153,9 @@ def convert_checkpoint(
     if not any((src / name).is_file() for name in TOKENIZER_FILES):
         raise CheckpointError(f"{src}: no tokenizer ({' or '.join(TOKENIZER_FILES)}).")
 
-    tower_model, image_processor, tower_source = load_tower(src, release, entries, vision_tower)
+    tower_model, image_processor, tower_source = load_tower(
+        src, release, entries, vision_tower, fetch_tower
+    )
     if tower_model.config.hidden_size != c:
         raise CheckpointError(
             f"The vision tower's width {tower_model.config.hidden_size} differs from the "
@@ -217,14 +226,9 @@ def convert_checkpoint(
             pad_token_id=tokenizer.pad_token_id,
         ).save_pretrained(out)
         processor.save_pretrained(out)
-        _write_card(out, config, report)
+        if write_card is not None:
+            write_card(out, config, source=report.source)
     return report
-
-
-def _write_card(folder: Path, config: MQTLlavaConfig, report: ConversionReport) -> None:
-    from ..hub.card import write_model_card  # the hub layer sits above the model layer
-
-    write_model_card(folder, config, source=report.source)
 
 
 def check_destination(src: Path, dst: Path, overwrite: bool) -> None:

@@ -9,6 +9,7 @@ unexpected or misshapen tensor instead of initialising it at random.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from safetensors.torch import save_file
@@ -18,14 +19,13 @@ from transformers import (
     CLIPVisionConfig,
     CLIPVisionModel,
 )
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from .configuration import CLIP_L_336_VISION_KWARGS
 from .convert_checks import CheckpointError
 from .weights_io import TensorEntry, load_tensor
 
 TOWER_PREFIX = "model.vision_tower.vision_tower."
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # Towers whose config we know, so that a checkpoint holding its own tower copy converts offline.
 KNOWN_TOWERS = {"openai/clip-vit-large-patch14-336": CLIP_L_336_VISION_KWARGS}
 
@@ -47,7 +47,13 @@ def _tower_processor(folder: Path):
         ) from None
 
 
-def load_tower(src: Path, release: dict, entries: dict[str, TensorEntry], vision_tower):
+def load_tower(
+    src: Path,
+    release: dict,
+    entries: dict[str, TensorEntry],
+    vision_tower,
+    fetch_tower: Callable[..., Path] | None = None,
+):
     """The CLIP tower (current `transformers` layout), its image processor, and its source."""
     name = vision_tower or release.get("mm_vision_tower")
     copy = {k[len(TOWER_PREFIX) :]: v for k, v in entries.items() if k.startswith(TOWER_PREFIX)}
@@ -55,9 +61,12 @@ def load_tower(src: Path, release: dict, entries: dict[str, TensorEntry], vision
         raise CheckpointError("No vision tower: pass --vision-tower PATH_OR_ID.")
     local = _resolve_tower(src, name)
     if local is None and not (copy and name in KNOWN_TOWERS):
-        from ..hub.resolve import download_tower  # local paths first; then the hub (its cache)
-
-        local = download_tower(name, weights=not copy)
+        if fetch_tower is None:  # the hub layer passes its downloader; the model layer has none
+            raise CheckpointError(
+                f"vision tower {name!r} is not a local folder: pass --vision-tower DIR, or convert "
+                "through `mqt-llava convert`, which fetches it from the hub."
+            )
+        local = fetch_tower(name, weights=not copy)  # local paths first; then the hub
     if local is not None:
         try:
             config = CLIPVisionConfig.from_pretrained(local)
@@ -71,8 +80,8 @@ def load_tower(src: Path, release: dict, entries: dict[str, TensorEntry], vision
         image_processor = CLIPImageProcessorPil(
             size={"shortest_edge": side},
             crop_size={"height": side, "width": side},
-            image_mean=list(CLIP_MEAN),
-            image_std=list(CLIP_STD),
+            image_mean=list(OPENAI_CLIP_MEAN),
+            image_std=list(OPENAI_CLIP_STD),
         )
     if copy:
         with tempfile.TemporaryDirectory() as tmp:

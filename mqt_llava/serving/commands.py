@@ -13,16 +13,6 @@ from pathlib import Path
 from .. import cli_args
 
 
-def _quiet_transformers() -> None:
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -38,7 +28,7 @@ def _hosts(text: str) -> frozenset[str]:
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    _quiet_transformers()
+    cli_args.quiet_transformers()
     import dataclasses
 
     from .image_sources import ImagePolicy
@@ -69,7 +59,7 @@ def run_serve(args: argparse.Namespace) -> None:
 
 
 def run_chat(args: argparse.Namespace) -> None:
-    _quiet_transformers()
+    cli_args.quiet_transformers()
     from .chat import chat
 
     chat(args.model, args.image, args.num_visual_tokens, args.max_new_tokens, args.temperature,
@@ -77,7 +67,7 @@ def run_chat(args: argparse.Namespace) -> None:
 
 
 def run_ui(args: argparse.Namespace) -> None:
-    _quiet_transformers()
+    cli_args.quiet_transformers()
     from .ui import ui
 
     ui(args.model, args.host, args.port, args.max_new_tokens, args.device)

@@ -20,7 +20,6 @@ _EXPORTS = {
     "connector_attention": ".attention",
     "hit_rates": ".pointing",
     "pointing_game": ".pointing",
-    "single_object_scenes": ".pointing",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -36,18 +36,8 @@ def _tokens(text: str) -> list[int] | str:
     return values
 
 
-def _quiet_transformers() -> None:
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-
 def _load(model: Path | None, device: str | None):
-    _quiet_transformers()
+    cli_args.quiet_transformers()
     from ..inference import load
 
     return load(model, device=device)

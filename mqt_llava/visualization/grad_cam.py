@@ -16,7 +16,7 @@ With `baseline="mean"` (the default), A is replaced by A - mean_n A[n] in both f
 activations are measured from the image's average patch rather than from zero; `"zero"` is the
 classic form. Transformer patch features share a large common component (on the bundled model
 its norm is ~55, against ~2.5 per channel of spread across patches), and from zero the maps
-mostly measure it: in the pointing game (benchmarks/gradcam_pointing_game.py) the most relevant
+mostly measure it: in the pointing game (scripts/gradcam_pointing_game.py) the most relevant
 token's map finds the object more often from the mean, with either method.
 
 Each map is reshaped to the patch grid (rows, cols) and divided by its maximum (all zeros when

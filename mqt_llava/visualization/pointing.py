@@ -6,6 +6,7 @@ backprop", scored hits at the map's maximum with a 15-pixel tolerance; here the 
 patch). [`pointing_game`] plays it for the most relevant visual token of each budget on
 single-object ShapesVQA scenes, whose boxes come from the generator, not from the image.
 
+    >>> from mqt_llava.data.shapes_scene import single_object_scenes
     >>> scenes = single_object_scenes(40, seed=0)
     >>> records = pointing_game(vlm.model, vlm.processor, scenes, [8, 16, 64])
     >>> hit_rates(records)    # {(method, baseline, m): fraction of hits}
@@ -14,14 +15,13 @@ single-object ShapesVQA scenes, whose boxes come from the generator, not from th
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..data.shapes import PROMPT_SUFFIX
-from ..data.shapes_scene import COLOURS, SHAPES, SIZES, Scene, SceneObject, diameters, render_scene
+from ..data.shapes_scene import Scene, render_scene
 from .grad_cam import gradcam
 
 Box = tuple[int, int, int, int]
@@ -61,23 +61,6 @@ def hits(cam: np.ndarray, bbox: Box, image_size: int, dilate: int = 1) -> bool:
     return r0 <= row <= r1 and c0 <= col <= c1
 
 
-def single_object_scenes(n: int, seed: int = 0, image_size: int = 64) -> list[Scene]:
-    """`n` scenes of one object on the plain background: shape, colour, size and position
-    drawn uniformly (the object wholly inside the image), reproducibly from `seed`."""
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}.")
-    rng = random.Random(seed)
-    scenes = []
-    for i in range(n):
-        size = rng.choice(SIZES)
-        diameter = rng.choice(diameters(image_size, size))
-        half = diameter // 2
-        x, y = (rng.randint(half, image_size - 1 - half) for _ in range(2))
-        obj = SceneObject(rng.choice(SHAPES), rng.choice(list(COLOURS)), size, x, y, diameter)
-        scenes.append(Scene(f"single_{i:04d}", image_size, (obj,)))
-    return scenes
-
-
 def pointing_game(
     model,
     processor,
@@ -97,7 +80,8 @@ def pointing_game(
     Args:
         model: The model.
         processor: Its processor.
-        scenes: Scenes of exactly one object each (e.g. [`single_object_scenes`]).
+        scenes: Scenes of exactly one object each (e.g.
+            `mqt_llava.data.shapes_scene.single_object_scenes`).
         budgets: Budgets m.
         settings: `(method, baseline)` pairs of [`gradcam`] to compare.
         template: Chat template of the prompt.

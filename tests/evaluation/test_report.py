@@ -100,8 +100,8 @@ def test_same_benchmark_of_two_models_is_told_apart(tmp_path):
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("mqt_llava.benchmarks.flops") is None,
-    reason="the FLOPs counter (mqt_llava.benchmarks.flops) is not installed",
+    importlib.util.find_spec("mqt_llava.perf.flops") is None,
+    reason="the FLOPs counter (mqt_llava.perf.flops) is not installed",
 )
 def test_flops_are_counted_from_the_runs_model_when_not_given(tiny_model_dir, tmp_path):
     run = write_run(tmp_path / "s", "shapes", "ShapesVQA", {2: 1.0, 16: 2.0}, model=tiny_model_dir)

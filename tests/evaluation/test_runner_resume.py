@@ -7,7 +7,7 @@ import json
 import benchmark_fixtures as fx
 import pytest
 
-import mqt_llava.evaluation.generation as generation
+import mqt_llava.inference.generation as generation
 from mqt_llava.cli import main
 from mqt_llava.evaluation.runner import evaluate, finished_keys
 

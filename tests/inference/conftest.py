@@ -32,7 +32,7 @@ def examples() -> list[tuple[Path, str]]:
 @pytest.fixture(scope="session")
 def encoded(vlm, examples):
     """(prompts, per-row (1, M, D) visual tokens) of the four example questions."""
-    from mqt_llava.evaluation.generation import encode_images
+    from mqt_llava.inference.generation import encode_images
 
     model, processor = vlm.model, vlm.processor
     visual = encode_images(model, processor, [image for image, _ in examples], 64)

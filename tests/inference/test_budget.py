@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from mqt_llava.benchmarks.flops import count_mqt_flops
 from mqt_llava.inference.budget import (
     AUTO,
     PrefillCost,
@@ -13,6 +12,7 @@ from mqt_llava.inference.budget import (
     generate_scored,
 )
 from mqt_llava.inference.policies import Escalation
+from mqt_llava.perf.flops import count_mqt_flops
 
 MAX_NEW = 6
 

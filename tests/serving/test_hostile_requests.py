@@ -3,7 +3,7 @@ server answers valid requests afterwards (it neither answers 500 nor dies).
 
 Each case is timed and its peak memory measured (the process's peak RSS is reset before it
 through /proc/self/clear_refs): none may cost more than 5 s or 200 MB. Each is followed by a
-valid request that must be answered 200. `benchmarks/hostile_cost.py` prints the figures.
+valid request that must be answered 200. `scripts/hostile_cost.py` prints the figures.
 """
 
 from __future__ import annotations

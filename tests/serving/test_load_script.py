@@ -1,4 +1,4 @@
-"""benchmarks/load_test.py runs bounded, on loopback only, and reports what it promises."""
+"""scripts/load_test.py runs bounded, on loopback only, and reports what it promises."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "load_test.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "load_test.py"
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ The check, stated once:
   own greedy answer (`target="answer"`);
 - map: gradient x activation from the image's mean patch feature (`method="gradxact"`,
   `baseline="mean"`), the setting that points best in the pointing game on 200 other
-  single-object scenes (benchmarks/gradcam_pointing_game.py, docs/visualization.md);
+  single-object scenes (scripts/gradcam_pointing_game.py, docs/visualization.md);
 - most relevant token: the visual token whose map has the largest unnormalised mass
   (`GradCAMResult.most_relevant_token`), among all tokens of the budget;
 - threshold: the argmax patch of that token's map lies inside the object's box dilated by one

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mqt_llava.data.shapes_scene import render_scene
+from mqt_llava.data.shapes_scene import render_scene, single_object_scenes
 from mqt_llava.visualization.pointing import (
     box_patches,
     hit_rates,
     hits,
     peak_patch,
     pointing_game,
-    single_object_scenes,
 )
 
 

@@ -94,7 +94,7 @@ class MQTLlavaLmmsCore:
     # -- lmms interface --------------------------------------------------------------------------
     def generate_until(self, requests) -> list[str]:
         """Greedy (or sampled, if asked) answers, cut at the first ``until`` string."""
-        from mqt_llava.evaluation.generation import encode_images, generate_answers
+        from mqt_llava.inference.generation import encode_images, generate_answers
 
         answers: list[str] = [""] * len(requests)
         order = list(range(len(requests)))
@@ -145,7 +145,7 @@ class MQTLlavaLmmsCore:
         greedy decoding would produce it."""
         import torch
 
-        from mqt_llava.evaluation.generation import encode_images
+        from mqt_llava.inference.generation import encode_images
 
         results = []
         for request in requests:

@@ -128,7 +128,7 @@ class MQTLlavaVLMCore:
     def generate_inner(self, message: list[dict[str, str]], dataset: str | None = None) -> str:
         """Answers one message: its images (files) first, as the release places them, then its
         text parts joined by newlines."""
-        from mqt_llava.evaluation.generation import encode_images, generate_answers
+        from mqt_llava.inference.generation import encode_images, generate_answers
 
         images = [m["value"] for m in message if m["type"] == "image"]
         text = "\n".join(m["value"] for m in message if m["type"] == "text")

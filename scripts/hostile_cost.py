@@ -6,7 +6,7 @@ memory above the RSS at its start (the peak is reset through /proc/self/clear_re
 followed by a valid request. Exit status 1 if any case was answered 5xx, took 5 s or more, or
 cost 200 MB or more, or a valid request after it failed.
 
-    python benchmarks/hostile_cost.py
+    python scripts/hostile_cost.py
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ activation, activations from zero or from the image's mean patch) and budget, th
 scenes where the most relevant token's map peaks inside the object's box (one patch of
 tolerance). The question is "What colour is the <shape>?"; each budget explains its own answer.
 
-    python benchmarks/gradcam_pointing_game.py --scenes 60 --out pointing.json
+    python scripts/gradcam_pointing_game.py --scenes 60 --out pointing.json
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def main() -> None:
     import torch
 
     import mqt_llava
-    from mqt_llava.visualization.pointing import hit_rates, pointing_game, single_object_scenes
+    from mqt_llava.data.shapes_scene import single_object_scenes
+    from mqt_llava.visualization.pointing import hit_rates, pointing_game
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -13,7 +13,7 @@ It prints the workers' errors (anything but 200 and 429), their p50/p99 latency,
 connections the server closed, the jobs it cancelled, and its RSS and open file descriptors
 before and after. Exit status 1 if any worker saw an error or the server stopped answering.
 
-    python benchmarks/soak.py --model mqt_llava/assets/default-model --clients 50 --duration 60
+    python scripts/soak.py --model mqt_llava/assets/default-model --clients 50 --duration 60
 """
 
 from __future__ import annotations

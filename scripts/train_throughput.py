@@ -5,8 +5,8 @@ through the real recipe path (`mqt_llava.training.train`), on generated image re
 policies alternate, `--repeats` times each, in one process; the first `--warmup` steps of each
 run are left out. Reports median samples/s and tokens/s (visual tokens included) and the ratio.
 
-    python benchmarks/train_throughput.py                     # CPU, float32, 1 thread
-    python benchmarks/train_throughput.py --threads 2 --steps 8 --repeats 3
+    python scripts/train_throughput.py                     # CPU, float32, 1 thread
+    python scripts/train_throughput.py --threads 2 --steps 8 --repeats 3
 
 On a CPU, timings swing with other load: compare the ratio, not the absolute numbers.
 """

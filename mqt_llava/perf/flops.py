@@ -31,19 +31,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 BUDGETS = (1, 2, 4, 8, 16, 36, 64, 144, 256)
-PRESETS = ("mqt-llava-7b",)
-# Llama-2-7B / Vicuna-7B v1.5, the LLM of the release.
-VICUNA_7B_TEXT_KWARGS: dict[str, Any] = {
-    "model_type": "llama",
-    "hidden_size": 4096,
-    "intermediate_size": 11008,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 32,
-    "vocab_size": 32000,
-    "max_position_embeddings": 4096,
-    "rms_norm_eps": 1e-5,
-}
 
 
 @dataclass
@@ -55,30 +42,6 @@ class FlopsRow:
     connector_tflops: float
     llm_tflops: float
     total_tflops: float
-
-
-def preset_config(name: str):
-    """The `MQTLlavaConfig` of a named preset.
-
-    Args:
-        name: `"mqt-llava-7b"`: CLIP ViT-L/14-336, M = 256 queries with 16 heads, Vicuna-7B.
-
-    Raises:
-        ValueError: For an unknown preset name.
-    """
-    from ..model import MQTLlavaConfig
-    from ..model.configuration import CLIP_L_336_VISION_KWARGS
-
-    if name != "mqt-llava-7b":
-        raise ValueError(f"Unknown preset {name!r}; available presets: {', '.join(PRESETS)}.")
-    return MQTLlavaConfig(
-        vision_config={"model_type": "clip_vision_model", **CLIP_L_336_VISION_KWARGS},
-        text_config=dict(VICUNA_7B_TEXT_KWARGS),
-        num_queries=256,
-        num_heads=16,
-        image_token_id=32000,
-        num_visual_tokens=256,
-    )
 
 
 def load_config(model_dir: str | Path):

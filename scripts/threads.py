@@ -5,8 +5,8 @@ Each thread count is timed in turn, `--repeats` times, interleaved in one proces
 - `ask`: one greedy answer (image encoding, prefill, `--new-tokens` decoded tokens) at m = 64;
 - a training step: forward and backward of a batch of `--batch` prompts with labels at m = 64.
 
-    python benchmarks/threads.py                      # 1 thread vs every core
-    python benchmarks/threads.py --threads 1,2,4 --repeats 9
+    python scripts/threads.py                      # 1 thread vs every core
+    python scripts/threads.py --threads 1,2,4 --repeats 9
 
 This decides the default of `--threads auto` ($MQT_LLAVA_THREADS): one thread for models under
 512 MB of weights. Timings swing with other load on the machine: compare the ratios.

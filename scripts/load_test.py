@@ -10,7 +10,7 @@ Expected: no errors at all while the clients fit in the server (concurrency <= m
 max_batch); beyond that, 429s (the bounded queue refusing work) and nothing else. The script
 exits with status 1 if it sees anything else.
 
-    python benchmarks/load_test.py --model build/fixture-model
+    python scripts/load_test.py --model build/fixture-model
 """
 
 from __future__ import annotations

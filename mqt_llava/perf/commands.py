@@ -11,20 +11,19 @@ import os
 import sys
 from pathlib import Path
 
+from .. import cli_args
 
-def _quiet() -> None:
-    import warnings
+_budget_list = cli_args.budget_list  # range-checked later against the model's M
 
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning)
+# `mqt_llava.model.presets.PRESETS`, spelled out so that `--help` imports no torch
+# (tests/model/test_presets.py checks that the two agree).
+PRESET_NAMES = ("mqt-llava-7b", "bench", "bundled", "tiny")
 
 
 def _config(preset: str | None, model: Path | None):
     """The config of `--model DIR`, else of `--preset` (default: the 7B release)."""
-    from .flops import load_config, preset_config
+    from ..model.presets import preset_config
+    from .flops import load_config
 
     return load_config(model) if model is not None else preset_config(preset or "mqt-llava-7b")
 
@@ -37,7 +36,7 @@ def flops(
     as_json: bool,
 ) -> None:
     """Prefill FLOPs per visual-token budget and for LLaVA-1.5, counted on the meta device."""
-    _quiet()
+    cli_args.quiet_transformers()
     from .flops import flops_report, format_report
 
     report = flops_report(_config(preset, model), budgets, prompt_tokens)
@@ -57,13 +56,14 @@ def bench(
     out: Path | None,
 ) -> int:
     """Prefill latency and decode speed per budget, against transformers' LLaVA, interleaved."""
-    _quiet()
+    cli_args.quiet_transformers()
+    from ..model.presets import preset_config
     from .flops import load_config
-    from .latency import mid_config, run_latency
+    from .latency import run_latency
     from .report import checks, format_latency
 
     result = run_latency(
-        load_config(model) if model is not None else mid_config(),
+        load_config(model) if model is not None else preset_config("bench"),
         budgets,
         prompt_tokens,
         new_tokens,
@@ -86,14 +86,14 @@ def bench(
 
 def register(subparsers) -> None:
     """Adds `flops` and `bench` to the `mqt-llava` command."""
-    from ..cli import _budget_list
-
     p = subparsers.add_parser(
         "flops", help=(flops.__doc__ or "").splitlines()[0], description=flops.__doc__
     )
     source = p.add_mutually_exclusive_group()
     source.add_argument(
-        "--preset", choices=["mqt-llava-7b"], help="a named configuration (default: mqt-llava-7b)"
+        "--preset",
+        choices=PRESET_NAMES,
+        help="a named size from mqt_llava.model.presets (default: mqt-llava-7b)",
     )
     source.add_argument("--model", type=Path, help="a saved model folder (reads config.json)")
     p.add_argument("--prompt-tokens", type=_nonnegative, default=60, help="text tokens (def. 60)")

@@ -8,10 +8,10 @@ import pytest
 import torch
 from test_flops import tiny_config
 
-from mqt_llava.benchmarks.latency import build_models, decode_step_seconds, run_latency
-from mqt_llava.benchmarks.memory import PeakTensorMemory
-from mqt_llava.benchmarks.report import checks, format_latency
 from mqt_llava.cli import main
+from mqt_llava.perf.latency import build_models, decode_step_seconds, run_latency
+from mqt_llava.perf.memory import PeakTensorMemory
+from mqt_llava.perf.report import checks, format_latency
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_cli_bench_json(tmp_path, capsys):
 
 
 def test_cli_bench_exits_non_zero_when_a_check_fails(tmp_path, capsys, monkeypatch):
-    from mqt_llava.benchmarks import report
+    from mqt_llava.perf import report
 
     monkeypatch.setattr(report, "checks", lambda result: [("decode speed", False, "slow")])
     tiny_config().save_pretrained(tmp_path)

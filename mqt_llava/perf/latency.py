@@ -32,52 +32,15 @@ import torch
 from torch import nn
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from ..model.presets import preset_config
 from .flops import BUDGETS, baseline_config, flops_report
 from .memory import PeakTensorMemory
 from .report import summarize
-
-# A mid-size configuration (~140M parameters) that runs on a 2-core CPU in minutes, with roughly
-# the proportions of the 7B release: a CLIP-like tower at 336 px / patch 14 (576 patches) whose
-# FLOPs are ~6 % of the LLaVA prefill (4 % for CLIP-L + Vicuna-7B), a 12-layer Llama, M = 256.
-MID_VISION_KWARGS: dict[str, Any] = {
-    "model_type": "clip_vision_model",
-    "hidden_size": 256,
-    "intermediate_size": 1024,
-    "num_hidden_layers": 6,
-    "num_attention_heads": 4,
-    "image_size": 336,
-    "patch_size": 14,
-    "hidden_act": "quick_gelu",
-}
-MID_TEXT_KWARGS: dict[str, Any] = {
-    "model_type": "llama",
-    "hidden_size": 768,
-    "intermediate_size": 2048,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "num_key_value_heads": 12,
-    "vocab_size": 32000,
-    "max_position_embeddings": 2048,
-}
 
 # Wall time, and the CPU time of the calling thread: with one intra-op thread all of the model's
 # work runs on that thread, and its CPU time leaves out the time it waits for a core, the main
 # source of noise on a shared machine.
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
-
-
-def mid_config(num_queries: int = 256, num_heads: int = 4):
-    """The benchmark's mid-size `MQTLlavaConfig` (random weights; ~140M parameters)."""
-    from ..model import MQTLlavaConfig
-
-    return MQTLlavaConfig(
-        vision_config=dict(MID_VISION_KWARGS),
-        text_config=dict(MID_TEXT_KWARGS),
-        num_queries=num_queries,
-        num_heads=num_heads,
-        image_token_id=MID_TEXT_KWARGS["vocab_size"],
-        num_visual_tokens=num_queries,
-    )
 
 
 def _now() -> dict[str, float]:
@@ -225,7 +188,7 @@ def run_latency(
     """Measures every variant, interleaved; returns medians, ratios and the run's conditions.
 
     Args:
-        config: An `MQTLlavaConfig`; default [`mid_config`].
+        config: An `MQTLlavaConfig`; default the `bench` preset (`mqt_llava.model.presets`).
         budgets: Budgets of our model; default those of `flops.BUDGETS` up to M.
         prompt_tokens: Text tokens of the prompt (visual tokens come on top).
         new_tokens: Tokens generated per decode measurement (>= 2).
@@ -240,7 +203,7 @@ def run_latency(
     """
     from ..model import check_num_visual_tokens
 
-    config = config if config is not None else mid_config()
+    config = config if config is not None else preset_config("bench")
     if budgets is None:
         budgets = [m for m in BUDGETS if m <= config.num_queries]
     budgets = [check_num_visual_tokens(m, config.num_queries) for m in budgets]

@@ -1,14 +1,15 @@
-"""Batched greedy answering with precomputed visual tokens, shared by the runner and adapters.
+"""Encode once at M, slice per budget: batched answering with precomputed visual tokens.
 
 The vision tower and the connector run once per image at the largest budget of a sweep
 (`encode_images`); each budget m then reuses the first m tokens of every image, which is exact by
 the connector's prefix property (SPEC §1.2). Prompts are left-padded so that a batch generates
-in lock-step.
+in lock-step. Used by `MQTLlava.ask_budgets`, the evaluation runner and its adapters.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -42,6 +43,29 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Ten
             input_ids[row, length - len(seq) :] = torch.tensor(seq, dtype=torch.long)
             attention_mask[row, length - len(seq) :] = 1
     return input_ids, attention_mask
+
+
+def generation_kwargs(
+    max_new_tokens: int, temperature: float = 0.0, top_p: float | None = None
+) -> dict[str, Any]:
+    """`generate` keyword arguments of a decoding setting, checked.
+
+    Args:
+        max_new_tokens: Generation limit, at least 1.
+        temperature: 0 for greedy decoding, otherwise the sampling temperature.
+        top_p: Nucleus mass when sampling (1.0 when None).
+
+    Raises:
+        ValueError: For `max_new_tokens < 1` or a negative temperature.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}.")
+    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": temperature > 0}
+    if temperature > 0:
+        kwargs.update(temperature=temperature, top_p=1.0 if top_p is None else top_p)
+    return kwargs
 
 
 @torch.inference_mode()
@@ -91,12 +115,9 @@ def generate_answers(
     kwargs = {
         "input_ids": input_ids.to(model.device),
         "attention_mask": attention_mask.to(model.device),
-        "max_new_tokens": max_new_tokens,
-        "do_sample": temperature > 0,
         "pad_token_id": pad_id,
+        **generation_kwargs(max_new_tokens, temperature, top_p),
     }
-    if temperature > 0:
-        kwargs.update(temperature=temperature, top_p=1.0 if top_p is None else top_p)
     if n_images:
         tokens = visual_tokens[:, :num_visual_tokens]  # (I, m, D): the prefix property
         kwargs["visual_tokens"] = tokens.reshape(-1, tokens.shape[-1])  # (I * m, D)

@@ -6,34 +6,25 @@ import itertools
 import json
 
 import pytest
-from tiny_models import TINY_TEXT, TINY_VISION
 
-from mqt_llava.benchmarks.flops import (
+from mqt_llava.cli import main
+from mqt_llava.model import MQTLlavaConfig
+from mqt_llava.model.presets import preset_config
+from mqt_llava.perf.flops import (
     baseline_config,
     count_llava_flops,
     count_mqt_flops,
     flops_report,
     format_report,
     load_config,
-    preset_config,
 )
-from mqt_llava.cli import main
-from mqt_llava.model import MQTLlavaConfig
 
 ROW_KEYS = {"num_visual_tokens", "vision_tflops", "connector_tflops", "llm_tflops", "total_tflops"}
 
 
 def tiny_config(num_queries: int = 16, key_source: str = "position") -> MQTLlavaConfig:
     """Vision width C = 32 (4 heads), 8x8 = 64 patches, LM width D = 48, vocab 1000."""
-    return MQTLlavaConfig(
-        vision_config=TINY_VISION["clip"],
-        text_config=TINY_TEXT["llama"],
-        num_queries=num_queries,
-        num_heads=4,
-        image_token_id=1000,
-        num_visual_tokens=num_queries,
-        key_source=key_source,
-    )
+    return preset_config("tiny", num_queries=num_queries, key_source=key_source)
 
 
 def connector_hand_count(m: int, n: int, c: int, d: int) -> int:
