@@ -41,12 +41,8 @@ class AutoAnswer(str):
         return text
 
     def usage(self) -> dict[str, Any]:
-        return {
-            "num_visual_tokens": self.num_visual_tokens,
-            "budget_policy": self.policy,
-            "attempted_budgets": [a.num_visual_tokens for a in self.attempts],
-            "prefill_gflops": round(self.prefill_gflops, 6),
-        }
+        """What the server's `usage` and the eval records report (see [`BudgetedAnswer`])."""
+        return BudgetedAnswer.usage(self)  # the same attributes, the same report
 
 
 @torch.inference_mode()

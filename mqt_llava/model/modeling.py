@@ -63,6 +63,20 @@ class MQTLlavaPreTrainedModel(PreTrainedModel):
             module.reset_parameters(init)
 
 
+def build_connector(config: MQTLlavaConfig) -> MatryoshkaQueryTransformer:
+    """The connector `config` describes: M queries from the vision width to the LM width."""
+    return MatryoshkaQueryTransformer(
+        num_queries=config.num_queries,
+        query_grid=tuple(config.query_grid),
+        feature_grid=config.feature_grid,
+        vision_dim=config.vision_config.hidden_size,
+        output_dim=config.text_config.hidden_size,
+        num_heads=config.num_heads,
+        layer_norm_eps=config.connector_layer_norm_eps,
+        key_source=config.key_source,
+    )
+
+
 class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin):
     """MQT-LLaVA: an image becomes any number m <= M of visual tokens, chosen per call.
 
@@ -76,16 +90,7 @@ class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin)
     def __init__(self, config: MQTLlavaConfig):
         super().__init__(config)
         self.vision_tower = AutoModel.from_config(config.vision_config)
-        self.connector = MatryoshkaQueryTransformer(
-            num_queries=config.num_queries,
-            query_grid=tuple(config.query_grid),
-            feature_grid=config.feature_grid,
-            vision_dim=config.vision_config.hidden_size,
-            output_dim=config.text_config.hidden_size,
-            num_heads=config.num_heads,
-            layer_norm_eps=config.connector_layer_norm_eps,
-            key_source=config.key_source,
-        )
+        self.connector = build_connector(config)
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
 

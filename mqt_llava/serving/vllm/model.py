@@ -30,7 +30,8 @@ from vllm.model_executor.models.utils import init_vllm_registered_model, maybe_p
 from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.sequence import IntermediateTensors
 
-from ...model import MatryoshkaQueryTransformer, MQTLlavaConfig, MQTLlavaForConditionalGeneration
+from ...model import MQTLlavaConfig, MQTLlavaForConditionalGeneration
+from ...model.modeling import build_connector
 from .checks import check_head_size
 from .processing import (
     BUDGET_KEY,
@@ -66,16 +67,7 @@ class MQTLlavaForVLLM(nn.Module, SupportsMultiModal, SupportsPP):
         self.configure_mm_token_handling(config.text_config.vocab_size, [config.image_token_id])
         with self._mark_tower_model(vllm_config, "image"):
             self.vision_tower = AutoModel.from_config(config.vision_config)
-            self.connector = MatryoshkaQueryTransformer(
-                num_queries=config.num_queries,
-                query_grid=tuple(config.query_grid),
-                feature_grid=config.feature_grid,
-                vision_dim=config.vision_config.hidden_size,
-                output_dim=config.text_config.hidden_size,
-                num_heads=config.num_heads,
-                layer_norm_eps=config.connector_layer_norm_eps,
-                key_source=config.key_source,
-            )
+            self.connector = build_connector(config)
         with self._mark_language_model(vllm_config):
             self.language_model = init_vllm_registered_model(
                 vllm_config=vllm_config,
