@@ -108,24 +108,17 @@ def build_plain(turns: list[tuple[str, str]], num_images: int) -> str:
 
 def build_llava_v1(turns: list[tuple[str, str]], processor: Any) -> str:
     """The release's Vicuna v1 conversation, `<image>` moved to the front of its turn."""
+    return processor.apply_template(_messages(turns), "llava_v1", add_generation_prompt=False)
+
+
+def _messages(turns: list[tuple[str, str]]) -> list[dict]:
+    """Chat messages of `turns`, each turn's `<image>`s moved in front of its text."""
     messages = []
     for role, text in turns:
         count = text.count(IMAGE_TOKEN)
         if role == "assistant" and count:
             raise BadRecordError("an assistant turn holds <image>")
         # The release's preprocess_multimodal: strip <image> from the text, put it in front.
-        content = [{"type": "image"}] * count
-        content.append({"type": "text", "text": text.replace(IMAGE_TOKEN, "").strip()})
-        messages.append({"role": role, "content": content})
-    return processor.apply_template(messages, "llava_v1", add_generation_prompt=False)
-
-
-def _messages(turns: list[tuple[str, str]]) -> list[dict]:
-    messages = []
-    for role, text in turns:
-        count = text.count(IMAGE_TOKEN)
-        if role == "assistant" and count:
-            raise BadRecordError("an assistant turn holds <image>")
         content = [{"type": "image"}] * count
         content.append({"type": "text", "text": text.replace(IMAGE_TOKEN, "").strip()})
         messages.append({"role": role, "content": content})
