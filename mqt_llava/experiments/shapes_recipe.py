@@ -50,7 +50,7 @@ class ShapesRecipe:
     """The whole pipeline (see `recipes/shapes.yaml` for the meaning of each key)."""
 
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
     data: DataSpec = field(default_factory=DataSpec)
     model: ShapesModelSpec = field(default_factory=ShapesModelSpec)
     connector_init: str = "local"
