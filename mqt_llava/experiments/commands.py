@@ -77,10 +77,10 @@ def ship_destination(text: str) -> Path:
     """
     path = Path(text)
     if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"--ship {text} exists and is not a folder")
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a folder")
     if path.is_dir() and any(path.iterdir()) and not (path / "config.json").is_file():
         raise argparse.ArgumentTypeError(
-            f"--ship {text} is a folder that holds no model (no config.json); "
+            f"{text} is a folder that holds no model (no config.json); "
             "give a new or empty folder, or a model folder to replace"
         )
     return path
@@ -106,7 +106,10 @@ def ship_model(folder: Path, results: dict[str, dict[str, float]], dest: Path) -
     from ..inference.budget import POLICY_FILE
 
     dest = Path(dest)
-    ship_destination(str(dest))  # again: the folder may have changed while the run trained
+    try:  # again: the folder may have changed while the run trained
+        ship_destination(str(dest))
+    except argparse.ArgumentTypeError as err:
+        raise ValueError(f"--ship {err}") from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
     try:

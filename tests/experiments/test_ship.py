@@ -63,6 +63,15 @@ def test_ship_replaces_a_model_and_keeps_its_budget_policy(tmp_path: Path, capsy
     assert sorted(p.name for p in tmp_path.iterdir()) == ["default-model", "run"]
 
 
+def test_a_folder_that_became_unsafe_during_the_run_is_refused(tmp_path: Path) -> None:
+    dest = tmp_path / "target"
+    dest.mkdir()
+    (dest / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"--ship .* holds no model"):
+        ship_model(_trained(tmp_path), RESULTS, dest)
+    assert (dest / "notes.txt").read_text() == "mine"
+
+
 def test_a_new_models_own_policy_wins(tmp_path: Path) -> None:
     dest = tmp_path / "default-model"
     _old_model(dest, policy=True)
