@@ -41,3 +41,17 @@ def converted_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny() -> tuple[MQTLlavaForConditionalGeneration, MQTLlavaProcessor]:
     return build_tiny()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """`build_tiny()` (M = 16, default budget 16, 32x32 images) saved once as a model folder.
+
+    Every test that needs a model folder on disk shares it, so treat it as read-only.
+    tests/evaluation overrides it with a sharpened connector (see its conftest).
+    """
+    folder = tmp_path_factory.mktemp("tiny-model")
+    model, processor = build_tiny()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

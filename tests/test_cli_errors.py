@@ -75,6 +75,8 @@ CASES = [
     (["flops", "--budgets", "4,4"], "4 repeated"),
     (["bench", "--repeats", "0"], "--repeats: expected an integer >= 1"),
     (["bench", "--threads", "0"], "--threads: expected an integer >= 1"),
+    (["bench", "--max-time-over-flop", "0.9"], "--max-time-over-flop: expected a factor >= 1"),
+    (["bench", "--max-connector-share", "0"], "--max-connector-share: expected a number > 0"),
     (["score", "bogus", "--answers", "a", "--annotations", "b"], "unknown benchmark 'bogus'"),
     (["score", "vqav2", "--answers", "/nonexistent", "--annotations", "b"], "no such file"),
     (["report", "/nonexistent", "--out", "r"], "no metrics.json"),

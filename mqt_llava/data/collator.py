@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..model.padding import pad_batch, pad_sequences
 from .llava_json import IGNORE_INDEX
 
 
@@ -85,15 +86,8 @@ class LlavaCollator:
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not samples:
             raise ValueError("Cannot collate an empty list of samples.")
-        length = max(len(s["input_ids"]) for s in samples)
-        input_ids = torch.full((len(samples), length), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(samples), length), dtype=torch.long)
-        for row, sample in enumerate(samples):
-            n = len(sample["input_ids"])
-            input_ids[row, :n] = sample["input_ids"]
-            labels[row, :n] = sample["labels"]
-            attention_mask[row, :n] = 1
+        input_ids, attention_mask = pad_batch([s["input_ids"] for s in samples], self.pad_token_id)
+        labels = pad_sequences([s["labels"] for s in samples], IGNORE_INDEX)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         pixels = [s["pixel_values"] for s in samples if s.get("pixel_values") is not None]
         if pixels:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 # What of a run's model folder does not ship: the pipeline's bookkeeping, the answers and what
@@ -31,20 +32,22 @@ def shapes(
     variants: list[str] | None,
     recipe: Path | None,
     overrides: list[str],
-    ship: bool,
+    ship: Path | None,
 ) -> None:
     """Train and evaluate the ShapesVQA models (the bundled default model and the budget study)."""
     from .shapes import run_shapes
     from .shapes_recipe import load_shapes_recipe
 
+    if ship is not None and Path(out).resolve() in (ship.resolve(), *ship.resolve().parents):
+        raise ValueError(f"--ship {ship} is inside --out {out}; give a folder outside the run")
     config = load_shapes_recipe(recipe, overrides, quick)
     payload = run_shapes(out, config, variants)
     print((Path(out) / "results.md").read_text(), end="")
     print(f"seconds: {json.dumps(payload['seconds'])}")
     first = next(iter(payload["results"]))
     compare_with_bundled(payload["results"][first])
-    if ship:
-        ship_model(Path(out) / first, payload["results"][first])
+    if ship is not None:
+        ship_model(Path(out) / first, payload["results"][first], ship)
 
 
 def compare_with_bundled(results: dict[str, dict[str, float]]) -> None:
@@ -66,21 +69,80 @@ def compare_with_bundled(results: dict[str, dict[str, float]]) -> None:
     print(f"largest difference: {worst:.1f} points")
 
 
-def ship_model(folder: Path, results: dict[str, dict[str, float]]) -> Path:
-    """Copies a trained model folder into the package as the bundled default model."""
-    from ..inference.pipeline import BUNDLED_MODEL_DIR
+def ship_destination(text: str) -> Path:
+    """`--ship DIR`: a new or empty folder, or a model folder (with `config.json`) to replace.
 
-    if BUNDLED_MODEL_DIR.exists():
-        shutil.rmtree(BUNDLED_MODEL_DIR)
-    shutil.copytree(folder, BUNDLED_MODEL_DIR, ignore=shutil.ignore_patterns(*_NOT_SHIPPED))
-    if (folder.parent / "recipe.yaml").is_file():  # how it was made
-        shutil.copy2(folder.parent / "recipe.yaml", BUNDLED_MODEL_DIR / "shapes_recipe.yaml")
-    if (folder / "recipe.yaml").is_file():  # its stage 2, as `mqt-llava train` ran it
-        shutil.copy2(folder / "recipe.yaml", BUNDLED_MODEL_DIR / "train_recipe.yaml")
-    payload = {"source": str(folder), "results": results}
-    (BUNDLED_MODEL_DIR / RESULTS_FILE).write_text(json.dumps(payload, indent=1) + "\n")
-    print(f"shipped {folder} as the bundled model in {BUNDLED_MODEL_DIR}")
-    return BUNDLED_MODEL_DIR
+    Checked while the arguments are parsed, hours before the copy: replacing a folder deletes it,
+    so anything that does not look like a model folder is refused.
+    """
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not (path / "config.json").is_file():
+        raise argparse.ArgumentTypeError(
+            f"{text} is a folder that holds no model (no config.json); "
+            "give a new or empty folder, or a model folder to replace"
+        )
+    return path
+
+
+def ship_model(folder: Path, results: dict[str, dict[str, float]], dest: Path) -> Path:
+    """Writes a trained model folder, without the trainer's bookkeeping, to `dest`.
+
+    It writes only where it is told: the maintainers refresh the bundled model from a source
+    checkout with `--ship mqt_llava/assets/default-model`. The new folder is staged beside `dest`
+    and renamed into place, so `dest` holds the old model or the new one, never a mix. A
+    `budget_policy.json` in the old `dest` is kept when the new model brings none (it was
+    calibrated on the old model: a line says so, and docs/shapes.md says how to recalibrate).
+
+    Args:
+        folder: The trained model folder (a variant's folder of a run).
+        results: Its accuracy per budget and question type, written as `shapes_results.json`.
+        dest: The folder to write: new, empty, or a model folder, which is replaced.
+
+    Returns:
+        `dest`.
+    """
+    from ..inference.budget import POLICY_FILE
+
+    dest = Path(dest)
+    try:  # again: the folder may have changed while the run trained
+        ship_destination(str(dest))
+    except argparse.ArgumentTypeError as err:
+        raise ValueError(f"--ship {err}") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
+    try:
+        staged = staging / dest.name
+        shutil.copytree(folder, staged, ignore=shutil.ignore_patterns(*_NOT_SHIPPED))
+        if (folder.parent / "recipe.yaml").is_file():  # how it was made
+            shutil.copy2(folder.parent / "recipe.yaml", staged / "shapes_recipe.yaml")
+        if (folder / "recipe.yaml").is_file():  # its stage 2, as `mqt-llava train` ran it
+            shutil.copy2(folder / "recipe.yaml", staged / "train_recipe.yaml")
+        payload = {"source": str(folder), "results": results}
+        (staged / RESULTS_FILE).write_text(json.dumps(payload, indent=1) + "\n")
+        kept_policy = (dest / POLICY_FILE).is_file() and not (staged / POLICY_FILE).exists()
+        if kept_policy:
+            shutil.copy2(dest / POLICY_FILE, staged / POLICY_FILE)
+        if dest.exists():
+            previous = staging / "previous"
+            dest.rename(previous)
+            try:
+                staged.rename(dest)
+            except OSError:
+                previous.rename(dest)  # put the old model back
+                raise
+        else:
+            staged.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"shipped {folder} to {dest}")
+    if kept_policy:
+        print(
+            f"kept {dest / POLICY_FILE} from the model it replaced: it was calibrated on that "
+            "model, recalibrate it for this one (docs/shapes.md)"
+        )
+    return dest
 
 
 def _variants(text: str) -> list[str]:
@@ -126,7 +188,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--ship",
-        action="store_true",
-        help="copy the first variant's model into mqt_llava/assets/default-model",
+        type=ship_destination,
+        default=None,
+        metavar="DIR",
+        help="write the first variant's model (without the trainer's bookkeeping) to DIR, "
+        "replacing the model folder there; from a source checkout, "
+        "--ship mqt_llava/assets/default-model refreshes the bundled model",
     )
     p.set_defaults(run=lambda a: shapes(a.out, a.quick, a.variants, a.recipe, a.overrides, a.ship))

@@ -14,18 +14,23 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import CLIPImageProcessorPil, PreTrainedTokenizerFast
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from ..model import MQTLlavaConfig, MQTLlavaForConditionalGeneration, MQTLlavaProcessor
 from ..model.chat_templates import LLAVA_V1_SYSTEM
 
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>")
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
 @dataclass
 class ShapesModelSpec:
-    """Sizes of the ShapesVQA model (about 3 M parameters; a few MB in float32)."""
+    """Sizes of the ShapesVQA model (about 3 M parameters; a few MB in float32).
+
+    This is the `model:` section of the experiment's recipe (overridable with `--set model.*`),
+    not a preset: it also sizes the tokenizer learnt from the data and seeds the initialisation,
+    and the config it builds takes its token ids from that tokenizer. The model it produced and
+    shipped is the `bundled` preset (`mqt_llava.model.presets`), read from its `config.json`.
+    """
 
     image_size: int = 64
     patch_size: int = 4  # 16 x 16 = 256 patch features, four times the queries
@@ -102,8 +107,8 @@ def build_initial_model(dataset_dir: Path, out_dir: Path, spec: ShapesModelSpec)
     image_processor = CLIPImageProcessorPil(
         size={"shortest_edge": side},
         crop_size={"height": side, "width": side},
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
+        image_mean=list(OPENAI_CLIP_MEAN),
+        image_std=list(OPENAI_CLIP_STD),
     )
     processor = MQTLlavaProcessor(
         image_processor,

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..model import check_num_visual_tokens
+from ..model.padding import pad_batch
 
 AUTO = "auto"
 POLICY_FILE = "budget_policy.json"  # in a model folder: the policy `"auto"` uses by default
@@ -193,8 +194,6 @@ def generate_scored(
         Per row: (text, generated ids without EOS/padding, first-token probability, mean
         log-probability of the answer's tokens).
     """
-    from .generation import left_pad
-
     ids, pieces = [], []
     for prompt, tokens, m in zip(prompts, visual_tokens, budgets, strict=True):
         count = prompt.count(processor.image_token)
@@ -202,7 +201,7 @@ def generate_scored(
         if count:
             pieces.append(tokens[:, :m].reshape(-1, tokens.shape[-1]))  # prefix property
     pad_id = processor.tokenizer.pad_token_id
-    input_ids, attention_mask = left_pad(ids, pad_id)
+    input_ids, attention_mask = pad_batch(ids, pad_id, "left")
     kwargs: dict[str, Any] = {}
     if pieces:
         kwargs["visual_tokens"] = torch.cat(pieces)  # (sum of k * m, D)

@@ -15,6 +15,7 @@ import torch
 
 from mqt_llava.model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
 from mqt_llava.model.images import ImageInput
+from mqt_llava.model.padding import pad_batch
 
 
 @torch.inference_mode()
@@ -31,18 +32,6 @@ def encode_images(
     """
     pixel_values = processor.preprocess_images(list(images)).to(model.device)  # (I, 3, H, W)
     return model.get_image_features(pixel_values, num_visual_tokens)  # (I, m, D)
-
-
-def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pads token ids into (B, L) ``input_ids`` and ``attention_mask``."""
-    length = max(len(seq) for seq in sequences)
-    input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if seq:
-            input_ids[row, length - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-            attention_mask[row, length - len(seq) :] = 1
-    return input_ids, attention_mask
 
 
 def generation_kwargs(
@@ -111,7 +100,7 @@ def generate_answers(
         for prompt, count in zip(prompts, counts, strict=True)
     ]
     pad_id = processor.tokenizer.pad_token_id
-    input_ids, attention_mask = left_pad(ids, pad_id)
+    input_ids, attention_mask = pad_batch(ids, pad_id, "left")
     kwargs = {
         "input_ids": input_ids.to(model.device),
         "attention_mask": attention_mask.to(model.device),

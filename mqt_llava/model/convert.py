@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub import save_torch_state_dict
 from huggingface_hub.errors import StrictDataclassError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from transformers import (
     AutoTokenizer,
     GenerationConfig,
@@ -366,9 +367,9 @@ def _convert_connector(file: Path, dst: Path, num_heads: int, overwrite: bool) -
         "key_source": "position",
     }
     with staged_output(dst, overwrite) as out:
-        save_file(
-            {k: v.contiguous() for k, v in state.items()}, out / CONNECTOR_WEIGHTS, {"format": "pt"}
-        )
+        # One file: a connector is megabytes, far below the helper's 5 GB shard size.
+        pattern = CONNECTOR_WEIGHTS.replace(".safetensors", "{suffix}.safetensors")
+        save_torch_state_dict(state, out, filename_pattern=pattern)
         (out / CONNECTOR_CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
     return ConversionReport(dst, "connector", m, c, d, num_heads, None, None, None)
 

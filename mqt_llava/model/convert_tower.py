@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from safetensors.torch import save_file
+from huggingface_hub import save_torch_state_dict
 from transformers import (
     AutoImageProcessor,
     CLIPImageProcessorPil,
@@ -86,8 +86,8 @@ def load_tower(
     if copy:
         with tempfile.TemporaryDirectory() as tmp:
             config.save_pretrained(tmp)
-            state = {k: load_tensor(v).contiguous() for k, v in copy.items()}
-            save_file(state, f"{tmp}/model.safetensors", {"format": "pt"})
+            state = {k: load_tensor(v) for k, v in copy.items()}
+            save_torch_state_dict(state, tmp)  # model.safetensors (shards above 5 GB)
             dtype = next(iter(state.values())).dtype
             del state
             tower = _tower_from(tmp, dtype, f"{src}: the vision tower copy")

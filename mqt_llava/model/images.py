@@ -249,6 +249,11 @@ def expand_to_square(img: Image.Image, background: tuple[int, int, int]) -> Imag
         InvalidImageError: For an image more elongated than `MAX_ASPECT_RATIO` (checked before
             the canvas is allocated).
     """
+    # Why not transformers' `LlavaImageProcessorPil(do_pad=True)`: below `MAX_CANVAS_SIDE` its
+    # pixels are identical to these (same `int(255 * mean)` colour, same `(side - w) // 2`
+    # placement; tests/model/test_pad_to_square.py), but (1) it pads at full size, so an image
+    # our limits accept (75000 x 1200) would need a 17 GB canvas, and (2) it bundles CLIP-style
+    # resize and crop, whereas padding here comes before any backbone's own image processor.
     width, height = img.size
     _check_size(width, height, "the image")
     if max(width, height) > MAX_CANVAS_SIDE:

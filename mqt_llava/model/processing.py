@@ -11,6 +11,7 @@ from transformers import BatchFeature, ProcessorMixin
 from .chat_templates import CHAT_TEMPLATES
 from .configuration import resolve_num_visual_tokens
 from .images import ImageInput, expand_to_square, load_image
+from .padding import pad_batch, padded_length
 
 
 class MQTLlavaProcessor(ProcessorMixin):
@@ -203,13 +204,16 @@ class MQTLlavaProcessor(ProcessorMixin):
         if truncation not in (None, False, "do_not_truncate"):
             ids = [self._truncate(x, truncation, max_length) for x in ids]
         self._check_length(ids)
-        length = _padded_length(ids, padding, max_length, pad_to_multiple_of)
+        length = padded_length([len(x) for x in ids], padding, max_length, pad_to_multiple_of)
         if length is None and return_tensors is not None and len({len(x) for x in ids}) > 1:
             raise ValueError(
                 "The prompts have different lengths and padding is off: pass padding=True "
                 "(or return_tensors=None for lists)."
             )
-        data = self._pad(ids, padding_side or self.tokenizer.padding_side, length)
+        input_ids, attention_mask = pad_batch(
+            ids, self.tokenizer.pad_token_id, padding_side or self.tokenizer.padding_side, length
+        )
+        data = {"input_ids": input_ids, "attention_mask": attention_mask}
         if length is None and return_tensors is None:  # unpadded lists, as the tokenizer gives
             data = {"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]}
         if return_attention_mask is False:
@@ -253,18 +257,6 @@ class MQTLlavaProcessor(ProcessorMixin):
                 f"The prompt is {longest} tokens long (visual tokens included) but the model takes "
                 f"at most {limit}: shorten the text or lower num_visual_tokens."
             )
-
-    def _pad(self, ids: list[list[int]], side: str, length: int | None) -> dict[str, torch.Tensor]:
-        if side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}.")
-        length = length or max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), length), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(ids), length), dtype=torch.long)
-        for row, seq in enumerate(ids):
-            span = slice(length - len(seq), length) if side == "left" else slice(0, len(seq))
-            input_ids[row, span] = torch.tensor(seq, dtype=torch.long)
-            attention_mask[row, span] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     # -- prompts and decoding ---------------------------------------------------------------------
     def build_prompt(
@@ -333,25 +325,3 @@ def _convert(value: Any, return_tensors: str | None) -> Any:
     if not isinstance(value, torch.Tensor):
         return value
     return value.numpy() if return_tensors == "np" else value.tolist()
-
-
-def _padded_length(
-    ids: list[list[int]], padding: bool | str, max_length: int | None, multiple: int | None
-) -> int | None:
-    """The padded length of a batch, or `None` for no padding."""
-    if padding in (False, "do_not_pad"):
-        return None
-    if padding in (True, "longest"):
-        length = max(len(x) for x in ids)
-    elif padding == "max_length":
-        if max_length is None:
-            raise ValueError("padding='max_length' needs max_length.")
-        length = max(max_length, *(len(x) for x in ids))
-    else:
-        raise ValueError(
-            "padding must be True, 'longest', 'max_length', False or 'do_not_pad', "
-            f"got {padding!r}."
-        )
-    if multiple:
-        length = -(-length // multiple) * multiple
-    return length

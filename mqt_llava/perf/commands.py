@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .. import cli_args
+from .acceptance import BenchThresholds
 
 _budget_list = cli_args.budget_list  # range-checked later against the model's M
 
@@ -54,13 +55,15 @@ def bench(
     seed: int,
     as_json: bool,
     out: Path | None,
+    thresholds: BenchThresholds | None = None,
 ) -> int:
     """Prefill latency and decode speed per budget, against transformers' LLaVA, interleaved."""
     cli_args.quiet_transformers()
     from ..model.presets import preset_config
+    from . import acceptance
     from .flops import load_config
     from .latency import run_latency
-    from .report import checks, format_latency
+    from .report import format_latency
 
     result = run_latency(
         load_config(model) if model is not None else preset_config("bench"),
@@ -75,8 +78,9 @@ def bench(
     )
     if out is not None:
         out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2) if as_json else format_latency(result))
-    failed = [name for name, passed, _ in checks(result) if not passed]
+    verdicts = acceptance.checks(result, thresholds)
+    print(json.dumps(result, indent=2) if as_json else format_latency(result, verdicts))
+    failed = [name for name, passed, _ in verdicts if not passed]
     if failed:
         print(f"mqt-llava: bench: {len(failed)} check(s) failed: {'; '.join(failed)}",
               file=sys.stderr)  # fmt: skip
@@ -124,6 +128,27 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", dest="as_json", help="print JSON")
     p.add_argument("--out", type=Path, help="also write the JSON result here")
+    limits = BenchThresholds()
+    p.add_argument(
+        "--max-time-over-flop",
+        type=_factor,
+        default=limits.time_over_flop,
+        help="the time ratio may differ from the FLOP ratio by this factor (default: "
+        f"{limits.time_over_flop:g}; mqt_llava/perf/acceptance.py)",
+    )
+    p.add_argument(
+        "--max-connector-share",
+        type=cli_args.positive_float,
+        default=limits.connector_share,
+        help=f"largest connector share of the prefill time (default: {limits.connector_share:g})",
+    )
+    p.add_argument(
+        "--max-decode-deviation",
+        type=cli_args.positive_float,
+        default=limits.decode_deviation,
+        help="largest relative difference of a decode step from the bare LLM's (default: "
+        f"{limits.decode_deviation:g})",
+    )
     p.set_defaults(
         run=lambda a: bench(
             a.model,
@@ -136,6 +161,11 @@ def register(subparsers) -> None:
             a.seed,
             a.as_json,
             a.out,
+            BenchThresholds(
+                time_over_flop=a.max_time_over_flop,
+                connector_share=a.max_connector_share,
+                decode_deviation=a.max_decode_deviation,
+            ),
         )
     )
 
@@ -143,6 +173,13 @@ def register(subparsers) -> None:
 def _env_threads() -> int:
     value = os.environ.get("MQT_LLAVA_THREADS", "").strip()
     return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def _factor(text: str) -> float:
+    value = cli_args.positive_float(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a factor >= 1, got {text!r}")
+    return value
 
 
 def _positive(text: str) -> int:

@@ -66,57 +66,9 @@ def summarize(variants: list, flops: dict[str, Any], conditions: dict, clock: st
     return {"rows": rows[:-1], "baseline": base, "conditions": {**conditions, "clock": clock}}
 
 
-def checks(result: dict) -> list[tuple[str, bool, str]]:
-    """The issue's acceptance criteria 2-4 evaluated on a result: (criterion, passed, figures)."""
-    rows, base = result["rows"], result["baseline"]
-    out = []
-    big = [r for r in rows if r["num_visual_tokens"] >= 16]
-    if big:
-        value = max((r["time_over_flop_ratio"] for r in big), key=lambda x: max(x, 1 / x))
-        worst = next(r for r in big if r["time_over_flop_ratio"] == value)
-        out.append(
-            (
-                "prefill time ratio within 1.15x of the FLOP ratio for m >= 16",
-                1 / 1.15 <= value <= 1.15,
-                f"time/FLOP ratio {min(r['time_over_flop_ratio'] for r in big):.3f}"
-                f"..{max(r['time_over_flop_ratio'] for r in big):.3f} (worst {worst['name']})",
-            )
-        )
-    share = max(rows, key=lambda r: r["connector_share"])
-    out.append(
-        (
-            "connector <= 3 % of prefill time at every budget",
-            share["connector_share"] <= 0.03,
-            f"max {100 * share['connector_share']:.2f} % at {share['name']}",
-        )
-    )
-    decode = [*rows, base]
-    lo = min(decode, key=lambda r: r["decode_vs_plain_llm"])
-    hi = max(decode, key=lambda r: r["decode_vs_plain_llm"])
-    out.append(
-        (
-            "decode per token within 5 % of the bare LLM at the same context",
-            lo["decode_vs_plain_llm"] >= 0.95 and hi["decode_vs_plain_llm"] <= 1.05,
-            f"ratio {lo['decode_vs_plain_llm']:.3f} ({lo['name']}).."
-            f"{hi['decode_vs_plain_llm']:.3f} ({hi['name']})",
-        )
-    )
-    top = max(rows, key=lambda r: r["num_visual_tokens"])
-    out.append(
-        (
-            f"{top['name']} not slower per context token than {base['name']} (LLM part)",
-            top["llm_ms_per_context_token"] <= base["llm_ms_per_context_token"],
-            f"LLM {top['llm_ms_per_context_token']:.3f} vs {base['llm_ms_per_context_token']:.3f}"
-            f" ms/token; whole prefill {top['ms_per_context_token']:.3f} vs "
-            f"{base['ms_per_context_token']:.3f} ms/token; {top['ms_per_gflop']:.2f} vs "
-            f"{base['ms_per_gflop']:.2f} ms/GFLOP",
-        )
-    )
-    return out
-
-
-def format_latency(result: dict) -> str:
-    """The result as a text table, followed by the run's conditions and the checks."""
+def format_latency(result: dict, verdicts: list[tuple[str, bool, str]] = ()) -> str:
+    """The result as a text table, followed by the run's conditions and the checks' `verdicts`
+    (`mqt_llava.perf.acceptance.checks`)."""
     c = result["conditions"]
     header = (
         f"{'variant':>10} {'ctx':>4} {'prefill':>8} {'vision':>7} {'conn':>6} {'conn%':>6}"
@@ -150,6 +102,6 @@ def format_latency(result: dict) -> str:
         f" counted over storages by a TorchDispatchMode; process max RSS {c['max_rss_mb']} MB",
         "",
     ]
-    for name, passed, detail in checks(result):
+    for name, passed, detail in verdicts:
         lines.append(f"[{'ok' if passed else 'FAIL'}] {name}: {detail}")
     return "\n".join(lines)

@@ -27,6 +27,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from ..inference import MQTLlava
 from ..model.configuration import resolve_num_visual_tokens
+from ..model.padding import pad_batch
 from .detokenize import StreamDecoder
 
 logger = logging.getLogger(__name__)
@@ -303,12 +304,8 @@ class Engine:
             return generate_jobs(self, batch)
         device = self.model.device
         pad = self.processor.tokenizer.pad_token_id
-        length = max(job.prompt_tokens for job in batch)
-        input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
-        for row, job in enumerate(batch):  # left padding: every row's answer starts at `length`
-            input_ids[row, length - job.prompt_tokens :] = torch.tensor(job.input_ids)
-            attention_mask[row, length - job.prompt_tokens :] = 1
+        # Left padding: every row's answer starts at the same position.
+        input_ids, attention_mask = pad_batch([job.input_ids for job in batch], pad, "left")
         inputs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
         pixels = [job.pixel_values for job in batch if job.pixel_values is not None]
         if pixels:

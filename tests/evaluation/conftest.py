@@ -49,7 +49,11 @@ def write_answers(write_jsonl):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny random MQT-LLaVA (M = 16, 32x32 images) saved as a loadable model folder."""
+    """A tiny random MQT-LLaVA (M = 16, 32x32 images) saved as a loadable model folder.
+
+    It overrides the shared `tiny_model_dir` of tests/conftest.py on purpose: these tests need
+    a connector whose visual tokens differ (below).
+    """
     import torch
     from tiny_models import build_tiny  # imported here: the scorer tests stay torch-free
 

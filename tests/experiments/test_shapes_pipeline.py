@@ -163,17 +163,25 @@ def test_stages_run_through_the_training_recipes(quick_run) -> None:
         assert (out / folder / "connector" / "connector.safetensors").is_file()
 
 
-def test_ship_leaves_the_trainers_bookkeeping_out(quick_run, tmp_path: Path, monkeypatch) -> None:
+def test_ship_leaves_the_trainers_bookkeeping_out(quick_run, tmp_path: Path) -> None:
     from mqt_llava.experiments import commands
-    from mqt_llava.inference import pipeline
+    from mqt_llava.inference.pipeline import BUNDLED_MODEL_DIR
 
     out, payload, _ = quick_run
     target = tmp_path / "default-model"
-    monkeypatch.setattr(pipeline, "BUNDLED_MODEL_DIR", target)
-    commands.ship_model(out / "matryoshka", payload["results"]["matryoshka"])
+    bundled_before = {p.name: p.stat().st_mtime_ns for p in BUNDLED_MODEL_DIR.iterdir()}
+    assert commands.ship_model(out / "matryoshka", payload["results"]["matryoshka"], target) == (
+        target
+    )
     shipped = {p.name for p in target.iterdir()}
     expected = {"model.safetensors", "config.json", "shapes_recipe.yaml", "train_recipe.yaml"}
     assert expected <= shipped
     assert not shipped & {"records", "connector", "log.jsonl", "training_args.bin", "eval"}
     train_recipe = yaml.safe_load((target / "train_recipe.yaml").read_text())
     assert train_recipe["name"] == "shapes-stage2"
+    assert (target / "model.safetensors").read_bytes() == (
+        out / "matryoshka" / "model.safetensors"
+    ).read_bytes()
+    # It wrote where it was told and nowhere else: the installed package is untouched.
+    assert {p.name: p.stat().st_mtime_ns for p in BUNDLED_MODEL_DIR.iterdir()} == bundled_before
+    assert [p.name for p in tmp_path.iterdir()] == ["default-model"]  # no staging left behind

@@ -99,9 +99,8 @@ def test_report_defaults_to_budgets_up_to_m_and_formats():
     assert "LLaVA64" in text and text.count("\n") == 7
 
 
-def test_cli_json_schema(tmp_path, capsys):
-    tiny_config().save_pretrained(tmp_path)
-    assert main(["flops", "--model", str(tmp_path), "--json", "--budgets", "1,16"]) == 0
+def test_cli_json_schema(tiny_model_dir, capsys):
+    assert main(["flops", "--model", str(tiny_model_dir), "--json", "--budgets", "1,16"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report) >= {"baseline", "rows"}
     assert set(report["baseline"]) == ROW_KEYS
@@ -112,7 +111,7 @@ def test_cli_json_schema(tmp_path, capsys):
             assert isinstance(row[key], float) and row[key] > 0
 
 
-def test_bad_inputs_raise_clear_errors(tmp_path, capsys):
+def test_bad_inputs_raise_clear_errors(tmp_path, tiny_model_dir, capsys):
     with pytest.raises(ValueError, match="Unknown preset 'llava-13b'"):
         preset_config("llava-13b")
     with pytest.raises(FileNotFoundError, match=r"config\.json"):
@@ -121,6 +120,5 @@ def test_bad_inputs_raise_clear_errors(tmp_path, capsys):
         count_mqt_flops(tiny_config(), budgets=[32])
     with pytest.raises(ValueError, match="prompt_tokens"):
         count_mqt_flops(tiny_config(), budgets=[1], prompt_tokens=-1)
-    tiny_config().save_pretrained(tmp_path)
-    assert main(["flops", "--model", str(tmp_path), "--budgets", "17"]) == 2
+    assert main(["flops", "--model", str(tiny_model_dir), "--budgets", "17"]) == 2
     assert "between 1 and 16" in capsys.readouterr().err

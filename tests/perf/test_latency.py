@@ -9,9 +9,10 @@ import torch
 from test_flops import tiny_config
 
 from mqt_llava.cli import main
+from mqt_llava.perf.acceptance import BenchThresholds, checks
 from mqt_llava.perf.latency import build_models, decode_step_seconds, run_latency
 from mqt_llava.perf.memory import PeakTensorMemory
-from mqt_llava.perf.report import checks, format_latency
+from mqt_llava.perf.report import format_latency
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +54,46 @@ def test_run_restores_the_thread_count():
 
 
 def test_table_and_checks(result):
-    text = format_latency(result)
-    assert "llava-64" in text and "load average" in text
     verdicts = checks(result)
     assert len(verdicts) == 4 and all(isinstance(ok, bool) for _, ok, _ in verdicts)
+    text = format_latency(result, verdicts)
+    assert "llava-64" in text and "load average" in text
+    for name, passed, detail in verdicts:
+        assert f"[{'ok' if passed else 'FAIL'}] {name}: {detail}" in text
+
+
+def _result(time_over_flop: float, connector_share: float, decode: float) -> dict:
+    row = {
+        "name": "m=16",
+        "num_visual_tokens": 16,
+        "time_over_flop_ratio": time_over_flop,
+        "connector_share": connector_share,
+        "decode_vs_plain_llm": decode,
+        "llm_ms_per_context_token": 1.0,
+        "ms_per_context_token": 1.0,
+        "ms_per_gflop": 1.0,
+    }
+    return {"rows": [row], "baseline": {**row, "name": "llava-64", "decode_vs_plain_llm": 1.0}}
+
+
+def test_the_default_thresholds_are_the_documented_contract():
+    names = [name for name, _, _ in checks(_result(1.0, 0.01, 1.0))]
+    assert names[:3] == [
+        "prefill time ratio within 1.15x of the FLOP ratio for m >= 16",
+        "connector <= 3 % of prefill time at every budget",
+        "decode per token within 5 % of the bare LLM at the same context",
+    ]
+    edges = checks(_result(1.15, 0.03, 0.95))  # on the limits: accepted
+    assert [ok for _, ok, _ in edges] == [True, True, True, True]
+    beyond = checks(_result(1 / 1.16, 0.031, 1.051))
+    assert [ok for _, ok, _ in beyond] == [False, False, False, True]
+
+
+def test_thresholds_can_be_loosened():
+    loose = BenchThresholds(time_over_flop=1.2, connector_share=0.05, decode_deviation=0.1)
+    verdicts = checks(_result(1 / 1.16, 0.031, 1.051), loose)
+    assert [ok for _, ok, _ in verdicts] == [True, True, True, True]
+    assert verdicts[1][0] == "connector <= 5 % of prefill time at every budget"
 
 
 def test_stock_llava_shares_our_backbones():
@@ -99,10 +136,9 @@ def test_bad_arguments():
         run_latency(tiny_config(), [17])
 
 
-def test_cli_bench_json(tmp_path, capsys):
-    tiny_config().save_pretrained(tmp_path)
+def test_cli_bench_json(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "bench.json"
-    argv = ["bench", "--model", str(tmp_path), "--budgets", "4", "--prompt-tokens", "5"]
+    argv = ["bench", "--model", str(tiny_model_dir), "--budgets", "4", "--prompt-tokens", "5"]
     argv += ["--new-tokens", "2", "--repeats", "1", "--warmup", "0", "--json", "--out", str(out)]
     status = main(argv)
     captured = capsys.readouterr()
@@ -116,12 +152,12 @@ def test_cli_bench_json(tmp_path, capsys):
     assert ("check(s) failed" in captured.err) == bool(failed)
 
 
-def test_cli_bench_exits_non_zero_when_a_check_fails(tmp_path, capsys, monkeypatch):
-    from mqt_llava.perf import report
+def test_cli_bench_exits_non_zero_when_a_check_fails(tiny_model_dir, capsys, monkeypatch):
+    from mqt_llava.perf import acceptance
 
-    monkeypatch.setattr(report, "checks", lambda result: [("decode speed", False, "slow")])
-    tiny_config().save_pretrained(tmp_path)
-    argv = ["bench", "--model", str(tmp_path), "--budgets", "4", "--prompt-tokens", "5"]
+    fail = [("decode speed", False, "slow")]
+    monkeypatch.setattr(acceptance, "checks", lambda result, thresholds: fail)
+    argv = ["bench", "--model", str(tiny_model_dir), "--budgets", "4", "--prompt-tokens", "5"]
     argv += ["--new-tokens", "2", "--repeats", "1", "--warmup", "0"]
     assert main(argv) == 1
     captured = capsys.readouterr()

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from tiny_models import build_tiny
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
 
@@ -48,13 +47,9 @@ def write_records(folder: Path, n_images: int = 12, n_text: int = 0) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory) -> Path:
-    """A saved tiny random MQT-LLaVA (M = 16, 32x32 images), loadable with from_pretrained."""
-    out = tmp_path_factory.mktemp("tiny-model")
-    model, processor = build_tiny()
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+def tiny_dir(tiny_model_dir: Path) -> Path:
+    """The shared tiny model folder (tests/conftest.py), under the name these tests use."""
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""`mqt-llava gradcam` and `mqt-llava attention` end to end on a saved tiny model."""
+"""`mqt-llava gradcam` and `mqt-llava attention` end to end on the shared tiny model folder."""
 
 from __future__ import annotations
 
@@ -7,19 +7,9 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_models import build_tiny
 
 from mqt_llava.cli import build_parser, main
 from mqt_llava.data.shapes import write_example_images
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny-model")
-    model, processor = build_tiny()
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +19,9 @@ def image(tmp_path_factory):
     return out / "example_single_small.png"
 
 
-def test_gradcam_writes_overlays_grid_arrays_and_a_summary(model_dir, image, tmp_path, capsys):
+def test_gradcam_writes_overlays_grid_arrays_and_a_summary(tiny_model_dir, image, tmp_path, capsys):
     out = tmp_path / "cam"
-    argv = ["gradcam", "--model", str(model_dir), "--image", str(image), "--question",
+    argv = ["gradcam", "--model", str(tiny_model_dir), "--image", str(image), "--question",
             "What colour is the circle?", "--num-visual-tokens", "4,16", "--token", "0,3",
             "--max-new-tokens", "3", "--device", "cpu", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
@@ -55,9 +45,9 @@ def test_gradcam_writes_overlays_grid_arrays_and_a_summary(model_dir, image, tmp
     assert relevance[str(best)] == max(relevance.values())
 
 
-def test_gradcam_all_tokens_and_a_logit_target(model_dir, image, tmp_path, capsys):
+def test_gradcam_all_tokens_and_a_logit_target(tiny_model_dir, image, tmp_path, capsys):
     out = tmp_path / "cam"
-    argv = ["gradcam", "--model", str(model_dir), "--image", str(image), "--question", "Q?",
+    argv = ["gradcam", "--model", str(tiny_model_dir), "--image", str(image), "--question", "Q?",
             "--num-visual-tokens", "16", "--token", "all", "--target", "logit:5",
             "--method", "gradxact", "--baseline", "zero", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
@@ -68,9 +58,9 @@ def test_gradcam_all_tokens_and_a_logit_target(model_dir, image, tmp_path, capsy
     assert (summary["method"], summary["baseline"]) == ("gradxact", "zero")
 
 
-def test_attention_without_an_image(model_dir, tmp_path, capsys):
+def test_attention_without_an_image(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "att"
-    argv = ["attention", "--model", str(model_dir), "--num-visual-tokens", "4,16",
+    argv = ["attention", "--model", str(tiny_model_dir), "--num-visual-tokens", "4,16",
             "--token", "0,2", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert "position (the same map for every image)" in capsys.readouterr().out
@@ -80,9 +70,9 @@ def test_attention_without_an_image(model_dir, tmp_path, capsys):
     assert (out / "attention_grid.png").is_file() and (out / "attention_m16_token2.png").is_file()
 
 
-def test_attention_with_an_image_and_a_head(model_dir, image, tmp_path):
+def test_attention_with_an_image_and_a_head(tiny_model_dir, image, tmp_path):
     out = tmp_path / "att"
-    argv = ["attention", "--model", str(model_dir), "--image", str(image), "--head", "1",
+    argv = ["attention", "--model", str(tiny_model_dir), "--image", str(image), "--head", "1",
             "--num-visual-tokens", "8", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert np.load(out / "attention_maps.npz")["m8_token0"].shape == (8, 8)
@@ -99,9 +89,9 @@ def test_attention_with_an_image_and_a_head(model_dir, image, tmp_path):
         (["attention", "--token", "5", "--num-visual-tokens", "4"], "budget of 4"),
     ],
 )
-def test_errors_are_one_line(model_dir, image, tmp_path, capsys, argv, message):
+def test_errors_are_one_line(tiny_model_dir, image, tmp_path, capsys, argv, message):
     base = {"gradcam": ["--image", str(image), "--question", "Q?"], "attention": []}[argv[0]]
-    full = [argv[0], "--model", str(model_dir), "--out", str(tmp_path / "o"), *base, *argv[1:]]
+    full = [argv[0], "--model", str(tiny_model_dir), "--out", str(tmp_path / "o"), *base, *argv[1:]]
     assert main(full) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

@@ -136,12 +136,12 @@ class Router(BudgetPolicy):
 
     def save(self, folder: str | Path) -> dict[str, Any]:
         """Writes the weights into `folder`; returns the description that reloads them."""
-        from safetensors.torch import save_file
+        from huggingface_hub import save_torch_state_dict
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_FILE))
+        pattern = WEIGHTS_FILE.replace(".safetensors", "{suffix}.safetensors")  # one small file
+        save_torch_state_dict(self.net.state_dict(), folder, filename_pattern=pattern)
         self.weights = WEIGHTS_FILE
         return self.to_dict()
 
