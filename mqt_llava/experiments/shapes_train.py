@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import random
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..data.shapes import PROMPT_SUFFIX, QUESTION_TYPES
+from ..data.shapes_records import merge_by_scene
 
 RECIPES = Path(__file__).parent / "recipes"
 STAGE_RECIPES = {"stage1": RECIPES / "shapes-stage1.yaml", "stage2": RECIPES / "shapes-stage2.yaml"}
@@ -129,25 +129,6 @@ def drop_suffixes(
             record["conversations"] = [{**human, "value": text}, answer]
         out.append(record)
     return out
-
-
-def merge_by_scene(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Joins the single-question records of each scene into one multi-turn record.
-
-    The image placeholder stays in the first human turn only, as in LLaVA's multi-turn data.
-    """
-    by_scene: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        by_scene[record["scene_id"]].append(record)
-    merged = []
-    for scene_id, group in by_scene.items():
-        turns = []
-        for k, record in enumerate(group):
-            human, answer = record["conversations"]
-            text = human["value"] if k == 0 else human["value"].replace("<image>\n", "")
-            turns += [{"from": "human", "value": text}, answer]
-        merged.append({"id": scene_id, "image": group[0]["image"], "conversations": turns})
-    return merged
 
 
 def write_stage_records(stage: StageConfig, data: Path, folder: Path) -> dict[str, Path]:

@@ -15,6 +15,15 @@ from .query_transformer import MatryoshkaQueryTransformer
 IGNORE_INDEX = -100
 
 
+def labelled_columns(labels: torch.Tensor) -> torch.Tensor:
+    """The columns whose next token is labelled in some row: the logits a loss reads.
+
+    Passed as `logits_to_keep` with `labels`, they give the full next-token loss while the
+    vocabulary projection runs only there (a short answer in a long prompt needs a few columns).
+    """
+    return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+
+
 def _is_meta(tensor: torch.Tensor) -> bool:
     return tensor.device.type == "meta"
 
@@ -239,7 +248,11 @@ class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin)
             inputs_embeds: (B, L, D) alternative to `input_ids` for text-only calls.
             labels: (B, L) targets; placeholder positions are ignored in the loss.
             use_cache: Return a KV cache.
-            logits_to_keep: Compute logits for the last k positions only (0 = all).
+            logits_to_keep: Compute logits for the last k positions only (0 = all), or for the
+                columns in a 1-D tensor. With `labels`, a tensor's loss is over those columns'
+                next-token targets: give every column whose next token is labelled (see
+                [`labelled_columns`]) and it equals the full loss, without the vocabulary
+                projection of the other positions (training on short answers).
 
         Returns:
             [`MQTLlavaCausalLMOutput`].
@@ -274,18 +287,30 @@ class MQTLlavaForConditionalGeneration(MQTLlavaPreTrainedModel, GenerationMixin)
             image_features = visual_tokens.reshape(-1, visual_tokens.shape[-1])
             inputs_embeds = self.merge_image_features(input_ids, inputs_embeds, image_features)
         self._check_context_length(inputs_embeds.shape[1], cache)
+        # the LM shifts labels against all of its logits: kept columns need the loss here
+        columns = isinstance(logits_to_keep, torch.Tensor) and labels is not None
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
             cache=cache,
-            labels=labels,
+            labels=None if columns else labels,
             use_cache=use_cache,
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+        loss = outputs.loss
+        if columns:
+            targets = nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+            loss = self.language_model.loss_function(
+                logits=outputs.logits,
+                labels=None,
+                shift_labels=targets[:, logits_to_keep.to(targets.device)],
+                vocab_size=self.config.text_config.vocab_size,
+                **kwargs,
+            )
         return MQTLlavaCausalLMOutput(
-            loss=outputs.loss,
+            loss=loss,
             logits=outputs.logits,
             cache=getattr(outputs, "cache", None),
             hidden_states=outputs.hidden_states,

@@ -11,7 +11,7 @@ lora: {r, alpha, dropout, target_modules}   # optional: LoRA on the language mod
 budget: {policy: uniform-even, per_forward: false}
 data: {train_json, image_folder, template, max_length, bad_records, group_by_modality_length}
 training: {...}                  # any transformers.TrainingArguments field
-export: {connector: true, full_model: true}
+export: {connector: true, full_model: true, adapter: false}
 ```
 """
 
@@ -76,6 +76,9 @@ class ExportConfig:
 
     connector: bool = True  # `connector/`: connector.safetensors + connector_config.json
     full_model: bool = True  # a from_pretrained-loadable model + processor in output_dir
+    # `adapter/`: with `lora`, the trained weights alone (peft's adapter: the LoRA matrices and
+    # the modules trained in full, e.g. the connector), megabytes instead of the whole model
+    adapter: bool = False
 
 
 @dataclass
@@ -147,6 +150,8 @@ class RecipeConfig:
     log_file: str | None = "log.jsonl"  # step logs as JSON lines, in output_dir (null: none)
     feature_cache: bool | str = False  # frozen tower: encode each image once (true or a dtype)
     shared_prefix_loss: bool = False  # run the prompt all rows share once per batch
+    # project onto the vocabulary only where the next token is labelled (same loss, less work)
+    labelled_logits_only: bool = False
     curriculum: list[CurriculumPhase] | None = None  # phases with their own records / budgets
     lr_schedule: str | None = None  # None: training.lr_scheduler_type; warmup-first-step-cosine
 
@@ -173,6 +178,11 @@ class RecipeConfig:
             raise ValueError(
                 "With `lora`, the language model trains through its adapters: remove "
                 "language_model from train_modules."
+            )
+        if self.export.adapter and self.lora is None:
+            raise ValueError(
+                "export.adapter needs `lora` (peft adapters to save): set export.adapter=false, "
+                "or give lora: {r, alpha, dropout, target_modules}."
             )
         bounds = [phase.until_step for phase in self.curriculum or []]
         if any(b < 1 for b in bounds) or bounds != sorted(set(bounds)):

@@ -179,6 +179,7 @@ def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> T
         pad_token_id=pad_id,
         modality_lengths=dataset.modality_lengths if data.group_by_modality_length else None,
         shared_prefix_loss=config.shared_prefix_loss,
+        labelled_logits_only=config.labelled_logits_only,
         curriculum=curriculum,
         per_step_sampling=data.sampling == "per-step",
         lr_schedule=config.lr_schedule,
@@ -268,11 +269,14 @@ def _publish(staging: Path, out: Path) -> None:
 
 
 def _write_export(trainer: MQTTrainer, config: RecipeConfig, model, processor, out: Path) -> None:
-    """Writes the connector export and the full model (LoRA merged into the LM) into `out`."""
+    """Writes the connector export, the adapter and the full model (LoRA merged) into `out`."""
     if config.lora is not None:
         if not trainer.args.should_save:
             return
-        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+        peft_model = trainer.accelerator.unwrap_model(trainer.model)
+        if config.export.adapter:  # before merging, which folds the adapters away
+            peft_model.save_pretrained(out / "adapter")
+        merged = peft_model.merge_and_unload()
         if config.export.connector:
             export_connector(merged.connector.state_dict(), merged.config, out / "connector")
         if config.export.full_model:

@@ -27,6 +27,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from transformers.utils import logging
 
 from ..data.collator import expand_image_placeholders
+from ..model.modeling import labelled_columns
 from .batching import ModalityLengthGroupedSampler
 from .curriculum import CurriculumSampler
 from .prefix import shared_prefix_length, with_prefix_cache
@@ -58,6 +59,7 @@ class MQTTrainer(Trainer):
         pad_token_id: int,
         modality_lengths: list[int] | None = None,
         shared_prefix_loss: bool = False,
+        labelled_logits_only: bool = False,
         curriculum: list[tuple[int, list[int]]] | None = None,
         per_step_sampling: bool = False,
         lr_schedule: str | None = None,
@@ -70,6 +72,7 @@ class MQTTrainer(Trainer):
                 "recomputed layers would fill the prefix cache twice; turn one of them off."
             )
         self.shared_prefix_loss = shared_prefix_loss
+        self.labelled_logits_only = labelled_logits_only
         self.curriculum = curriculum  # (until_step, dataset indices) per phase
         self.per_step_sampling = per_step_sampling
         self.lr_schedule = lr_schedule
@@ -128,6 +131,14 @@ class MQTTrainer(Trainer):
                 if hasattr(base, "get_base_model"):  # peft
                     base = base.get_base_model()
                 inputs = with_prefix_cache(base.language_model, inputs, prefix)
+        labels = inputs.get("labels")
+        if (
+            self.labelled_logits_only
+            and model.training
+            and not return_outputs
+            and labels is not None
+        ):
+            inputs = {**inputs, "logits_to_keep": labelled_columns(labels)}
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def _needs_anchor(self) -> bool:

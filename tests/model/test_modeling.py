@@ -227,3 +227,24 @@ def test_forward_on_the_meta_device_infers_shapes(tiny):
     expected = (*ids.shape, model.config.text_config.vocab_size)
     assert logits.device.type == sliced.device.type == "meta"
     assert tuple(logits.shape) == tuple(sliced.shape) == expected
+
+
+def test_labelled_columns_give_the_full_loss_and_its_gradients(tiny):
+    from mqt_llava.model.modeling import labelled_columns
+
+    model, _ = tiny
+    torch.manual_seed(0)
+    ids = torch.randint(5, model.config.text_config.vocab_size, (3, 12))
+    labels = torch.full_like(ids, -100)
+    labels[0, 9:] = ids[0, 9:]  # short answers at different places
+    labels[2, 4:6] = ids[2, 4:6]
+    columns = labelled_columns(labels)
+    assert columns.tolist() == [3, 4, 8, 9, 10]
+    full = model(input_ids=ids, labels=labels)
+    some = model(input_ids=ids, labels=labels, logits_to_keep=columns)
+    assert some.logits.shape[1] == 5
+    torch.testing.assert_close(some.loss, full.loss)
+    torch.testing.assert_close(some.logits, full.logits[:, columns])
+    (grad_full,) = torch.autograd.grad(full.loss, model.language_model.lm_head.weight)
+    (grad_some,) = torch.autograd.grad(some.loss, model.language_model.lm_head.weight)
+    torch.testing.assert_close(grad_some, grad_full)

@@ -4,6 +4,7 @@ the frozen-tower feature cache, the shared-prefix loss, JSON-lines logs, bit-ide
 from __future__ import annotations
 
 import pytest
+import torch
 import yaml
 
 from mqt_llava.cli import main as cli_main
@@ -180,3 +181,25 @@ def test_curriculum_needs_max_steps(tiny_dir, capsys):
     argv += ["--set", "curriculum=[{until_step: 5}]", "--print-config"]
     assert cli_main(argv) == 2
     assert "curriculum needs training.max_steps" in capsys.readouterr().err
+
+
+def test_labelled_logits_only_gives_the_same_losses(tmp_path, tiny_dir, records_dir, monkeypatch):
+    from mqt_llava.model import modeling
+
+    plain = _run(tmp_path, tiny_dir, records_dir, "plain")
+    kept = []
+    original = modeling.MQTLlavaForConditionalGeneration.forward
+
+    def recording(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        if isinstance(kwargs.get("logits_to_keep"), torch.Tensor):
+            kept.append((out.logits.shape[1], kwargs["input_ids"].shape[1]))
+        return out
+
+    monkeypatch.setattr(modeling.MQTLlavaForConditionalGeneration, "forward", recording)
+    both = ["labelled_logits_only=true", "shared_prefix_loss=true"]
+    sparse = _run(tmp_path, tiny_dir, records_dir, "sparse", "labelled_logits_only=true")
+    sparse_prefix = _run(tmp_path, tiny_dir, records_dir, "sparse-prefix", *both)
+    assert len(kept) == 8 and all(k < width for k, width in kept)  # fewer logits every step
+    assert sparse.losses == pytest.approx(plain.losses, abs=1e-5)
+    assert sparse_prefix.losses == pytest.approx(plain.losses, abs=1e-5)
