@@ -54,7 +54,7 @@ DEFAULT_ONLY_FIELDS = {
 }
 SEED_RANGE = (-(2**63), 2**64 - 1)
 # pydantic's type errors of fields holding one JSON scalar type: code invalid_type.
-TYPE_ERRORS = {"int_type", "float_type", "bool_type", "finite_number"}
+TYPE_ERRORS = {"int_type", "float_type", "bool_type"}
 # Errors whose own message is the answer (raised by our validators).
 OWN_MESSAGES = {"model_not_found": 404, "reserved_token": 400, "unsupported_value": 400}
 PART_TYPES = ("text", "image_url")
@@ -269,24 +269,28 @@ def describe_error(error: dict, accepted: dict[str, str]) -> dict[str, Any]:
     loc = list(error["loc"])
     if len(loc) > 5 and loc[0] == "messages" and loc[2] == "content" and loc[4] in PART_TYPES:
         del loc[4]  # the discriminated union's tag (the part's type), not a field
-    param = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in loc).lstrip(".") or None
+    param = ""
+    for x in loc:  # OpenAI's form: messages[0].content[1].text
+        param += f"[{x}]" if isinstance(x, int) else f".{x}" if param else str(x)
+    param = param or None
     kind = error["type"]
     if kind in OWN_MESSAGES:
         return {"status": OWN_MESSAGES[kind], "message": error["msg"], "param": param,
                 "code": kind}  # fmt: skip
     if kind == "extra_forbidden":
-        message = f"Unrecognized request argument supplied: {param}."
+        message = f"Unrecognized request argument supplied: {_short(param)}."
         return {"status": 400, "message": message, "param": param, "code": "unknown_parameter"}
     what = accepted.get(".".join("*" if isinstance(x, int) else str(x) for x in loc))
+    value = error.get("input")
     if what is None:  # not one of ours: pydantic's sentence, with the field named
         message = f"{param or 'The request'}: {error['msg']}."
     elif kind == "missing":
         message = f"{param} is required: {what}."
     else:
-        value = error.get("input")
         shown = f"type {_json(value.get('type'))}" if kind == "union_tag_invalid" else None
         message = f"{param} must be {what}, got {shown or _shown(value)}."
-    code = "invalid_type" if kind in TYPE_ERRORS else "invalid_value"
+    too_large = kind == "float_type" and type(value) is int  # 10**400: a number, not a float
+    code = "invalid_type" if kind in TYPE_ERRORS and not too_large else "invalid_value"
     return {"status": 400, "message": message, "param": param, "code": code}
 
 
@@ -306,7 +310,10 @@ def _shown(value: Any) -> str:
 
 
 def _json(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return _short(json.dumps(value, ensure_ascii=False, default=repr))
+
+
+def _short(text: str) -> str:
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 

@@ -49,6 +49,7 @@ REFUSED = [
     ("nine-messages", body(*[user_message("x")] * 9), "invalid_value", "messages"),
     ("three-stops", body(stop=["a", "b", "c"]), "invalid_value", "stop"),
     ("n-2", body(n=2), "unsupported_value", "n"),
+    ("temperature-10**400", body(temperature=10**400), "invalid_value", "temperature"),  # was a 500
     # strict types: no string is read as a number, no number as a boolean, no 4.0 as an int
     ("max-tokens-string", body(max_tokens="5"), "invalid_type", "max_tokens"),
     ("max-tokens-float", body(max_tokens=5.0), "invalid_type", "max_tokens"),
@@ -85,6 +86,7 @@ REFUSED = [
     ("stream-options-unknown", body(stream=True, stream_options={"x": 1}), "unknown_parameter",
      "stream_options.x"),
     ("unknown-field", body(best_of=2), "unknown_parameter", "best_of"),
+    ("unknown-field-dotted", {**body(), ".x": 1}, "unknown_parameter", ".x"),
     ("reserved-token", body(user_message("<image> here")), "reserved_token",
      "messages[0].content[0].text"),
 ]  # fmt: skip
@@ -121,8 +123,9 @@ def test_messages_say_what_is_accepted():
 
 
 def test_a_long_value_is_not_echoed_back():
-    message = refusal(body(seed="9" * 10_000)).message
-    assert len(message) < 200 and "9" * 100 not in message
+    for payload in (body(seed="9" * 10_000), {**body(), "k" * 10_000: 1}):
+        message = refusal(payload).message
+        assert len(message) < 200 and "9" * 100 not in message and "k" * 100 not in message
 
 
 def test_an_unknown_model_is_a_404_before_other_errors():
@@ -248,6 +251,7 @@ def client(server) -> openai.OpenAI:
         ({"max_tokens": 0}, "max_tokens"),
         ({"extra_body": {"max_tokens": "5"}}, "max_tokens"),
         ({"temperature": 3}, "temperature"),
+        ({"extra_body": {"temperature": 10**400}}, "temperature"),  # a 500 before
         ({"extra_body": {"num_visual_tokens": "8"}}, "num_visual_tokens"),
         ({"stop": ["a", "b", "c"]}, "stop"),
         ({"messages": [user_message("hi", IMAGE), {"role": "user", "content": [
