@@ -1,8 +1,10 @@
 """The OpenAI Chat Completions request, parsed and validated at the edge.
 
 Everything a client sends is checked here, before any image is decoded or any token generated:
-each refusal is an [`APIError`] that the server answers as a 4xx in OpenAI's error shape,
-`{"error": {"message", "type", "param", "code"}}`, naming the field (`param`) that was wrong.
+the JSON itself, each field against the request's pydantic model ([`schema`](schema.py)), then
+the rules between fields. Each refusal is an [`APIError`] that the server answers as a 4xx in
+OpenAI's error shape, `{"error": {"message", "type", "param", "code"}}`, naming the field
+(`param`) that was wrong.
 """
 
 from __future__ import annotations
