@@ -1,4 +1,4 @@
-"""Request guards of the HTTP server: the Host header, the content type, the body read.
+"""Request guards of the HTTP server: the Host header, the API key, the content type, the body read.
 
 A web page can make a browser send "simple" cross-origin requests (`text/plain`, form bodies) to
 a loopback server without a preflight, and with DNS rebinding read the answers: [`HostCheck`]
@@ -9,6 +9,7 @@ taken to send it.
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -50,6 +51,29 @@ def _host_name(host: str) -> str:
     if host.startswith("["):
         return host[1 : host.find("]")] if "]" in host else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def check_api_key(request: Request, api_key: str | None) -> None:
+    """Refuses a request without `Authorization: Bearer <api_key>` (401), when a key is set."""
+    if api_key is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise APIError(
+            401,
+            "Missing API key: send the header 'Authorization: Bearer <key>'.",
+            type="authentication_error",
+            code="missing_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(given.strip().encode(), api_key.encode()):
+        raise APIError(
+            401,
+            "Incorrect API key provided.",
+            type="authentication_error",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 def check_content_type(request: Request) -> None:

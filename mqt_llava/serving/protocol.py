@@ -1,37 +1,22 @@
 """The OpenAI Chat Completions request, parsed and validated at the edge.
 
 Everything a client sends is checked here, before any image is decoded or any token generated:
-each refusal is an [`APIError`] that the server answers as a 4xx in OpenAI's error shape,
-`{"error": {"message", "type", "param", "code"}}`, naming the field (`param`) that was wrong.
+the JSON itself, each field against the request's pydantic model ([`schema`](schema.py)), then
+the rules between fields. Each refusal is an [`APIError`] that the server answers as a 4xx in
+OpenAI's error shape, `{"error": {"message", "type", "param", "code"}}`, naming the field
+(`param`) that was wrong.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model.configuration import check_num_visual_tokens
+from pydantic import ValidationError
 
-IMAGE_TOKEN = "<image>"
+from .schema import describe_error, first_error, request_model
 
-# Fields we implement, fields we accept and ignore, and fields accepted only at their default.
-SUPPORTED_FIELDS = {
-    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop",
-    "seed", "stream", "stream_options", "num_visual_tokens",
-}  # fmt: skip
-IGNORED_FIELDS = {"user", "metadata", "store", "service_tier"}
-DEFAULT_ONLY_FIELDS = {
-    "n": 1,
-    "presence_penalty": 0,
-    "frequency_penalty": 0,
-    "logprobs": False,
-    "tools": [],
-    "tool_choice": "none",
-}
-ROLES = ("system", "developer", "user", "assistant")
 # Below this a temperature divides float32 logits into infinities (NaN probabilities); it is
 # run as greedy decoding, which is what such a temperature means.
 MIN_TEMPERATURE = 1e-4
@@ -170,7 +155,10 @@ def _check_unicode(payload: Any) -> None:
 def parse_chat_request(
     payload: Any, model_name: str, max_visual_tokens: int, limits: Limits
 ) -> ChatRequest:
-    """Validates a Chat Completions body.
+    """Validates a Chat Completions body: its schema ([`schema.request_model`]), then the rules
+    between fields (a system message only first, images only from the user, the last message
+    the user's, at most `max_images` images, "auto" only greedy, `stream_options` only with
+    `stream`).
 
     Args:
         payload: The decoded JSON body.
@@ -189,103 +177,59 @@ def parse_chat_request(
             f"The request body must be a JSON object, got {_json_type(payload)}.",
             code="invalid_type",
         )
-    for key in payload:
-        if key in SUPPORTED_FIELDS or key in IGNORED_FIELDS:
-            continue
-        if key in DEFAULT_ONLY_FIELDS:
-            default = DEFAULT_ONLY_FIELDS[key]
-            if payload[key] is not None and payload[key] != default:
-                raise bad_request(
-                    f"{key}={payload[key]!r} is not supported; only {default!r} is.",
-                    param=key,
-                    code="unsupported_value",
-                )
-            continue
-        raise bad_request(
-            f"Unrecognized request argument supplied: {key}.", param=key, code="unknown_parameter"
-        )
-    model = payload.get("model")
-    if not isinstance(model, str):
-        raise bad_request("model is required: a string, see GET /v1/models.", param="model")
-    if model != model_name:
-        raise APIError(
-            404,
-            f"The model {model!r} does not exist; this server serves {model_name!r}.",
-            param="model",
-            code="model_not_found",
-        )
-    messages, images = _parse_messages(payload.get("messages"), limits)
-    request = ChatRequest(model=model, messages=messages, images=images)
-    budget = payload.get("num_visual_tokens")
-    if budget is not None:
-        try:
-            if budget == "auto":  # chosen per request by the engine's budget policy
-                request.num_visual_tokens = budget
-            else:
-                request.num_visual_tokens = check_num_visual_tokens(budget, max_visual_tokens)
-        except ValueError:
-            raise bad_request(
-                f'num_visual_tokens must be an integer between 1 and {max_visual_tokens} or "auto"'
-                f", got {budget!r}.",
-                param="num_visual_tokens",
-            ) from None
-    for key in ("max_tokens", "max_completion_tokens"):  # both checked; the newer one wins
-        if payload.get(key) is not None:
-            request.max_tokens = _integer(payload[key], key, 1, limits.max_tokens)
-    request.temperature = _number(payload, "temperature", 0.0, 2.0, default=0.0)
+    model = request_model(model_name, max_visual_tokens, limits)
+    try:
+        fields = model.model_validate(payload)
+    except ValidationError as err:
+        raise APIError(**describe_error(first_error(err.errors()), model.accepted)) from None
+    messages, images = _convert_messages(fields.messages, limits)
+    request = ChatRequest(
+        model=fields.model,
+        messages=messages,
+        images=images,
+        num_visual_tokens=fields.num_visual_tokens,
+        max_tokens=fields.max_completion_tokens or fields.max_tokens,  # the newer one wins
+        temperature=fields.temperature or 0.0,
+        top_p=1.0 if fields.top_p is None else fields.top_p,
+        stop=fields.stop or [],
+        seed=fields.seed,
+        stream=fields.stream,
+        include_usage=fields.stream_options is not None and fields.stream_options.include_usage,
+    )
     if request.temperature < MIN_TEMPERATURE:
         request.temperature = 0.0
-    request.top_p = _number(payload, "top_p", 0.0, 1.0, default=1.0, open_low=True)
     if request.num_visual_tokens == "auto" and request.temperature > 0:
         raise bad_request(
             'num_visual_tokens "auto" answers greedily: use temperature 0 or a fixed budget.',
             "num_visual_tokens",
         )
-    request.stop = _parse_stop(payload.get("stop"), limits)
-    if payload.get("seed") is not None:
-        request.seed = _integer(payload["seed"], "seed", -(2**63), 2**64 - 1)
-    request.stream = _boolean(payload.get("stream", False), "stream")
-    options = payload.get("stream_options")
-    if options is not None:
-        if not request.stream:
-            raise bad_request("stream_options is only allowed with stream=true.", "stream_options")
-        if not isinstance(options, dict) or set(options) - {"include_usage"}:
-            raise bad_request(
-                'stream_options must be an object like {"include_usage": true}.', "stream_options"
-            )
-        request.include_usage = _boolean(
-            options.get("include_usage", False), "stream_options.include_usage"
-        )
+    if fields.stream_options is not None and not fields.stream:
+        raise bad_request("stream_options is only allowed with stream=true.", "stream_options")
     return request
 
 
-def _parse_messages(messages: Any, limits: Limits) -> tuple[list[dict], list[ImageRef]]:
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("messages must be a non-empty array of message objects.", "messages")
-    if len(messages) > limits.max_messages:
-        raise bad_request(
-            f"At most {limits.max_messages} messages are accepted, got {len(messages)}.",
-            "messages",
-        )
+def _convert_messages(messages: list, limits: Limits) -> tuple[list[dict], list[ImageRef]]:
+    """Validated messages in the chat template's convention, and their images in order."""
     converted: list[dict] = []
     images: list[ImageRef] = []
     for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise bad_request(f"{where} must be an object with role and content.", where)
-        role = message.get("role")
-        if role not in ROLES:
-            raise bad_request(
-                f"{where}.role must be one of {', '.join(ROLES)}; got {role!r} (tools and "
-                "functions are not supported).",
-                f"{where}.role",
-            )
+        where, role = f"messages[{i}]", message.role
         if role in ("system", "developer"):
             if i != 0:
                 raise bad_request(f"A {role} message is only accepted first.", f"{where}.role")
             role = "system"
-        parts = _parse_content(message.get("content"), where, role, images)
-        converted.append({"role": role, "content": parts})
+        text_parts, image_parts = [], []
+        for j, part in enumerate(message.content):
+            param = f"{where}.content[{j}]"
+            if part.type == "text":
+                text_parts.append({"type": "text", "text": part.text})
+                continue
+            if role != "user":
+                raise bad_request(f"Only user messages may hold images ({param}).", param)
+            images.append(ImageRef(part.image_url.url, f"{param}.image_url"))
+            image_parts.append({"type": "image"})
+        # The llava_v1 template puts a turn's images before its text, as the release did.
+        converted.append({"role": role, "content": image_parts + text_parts})
     if len(images) > limits.max_images:
         raise bad_request(
             f"At most {limits.max_images} images per request are accepted, got {len(images)}.",
@@ -298,102 +242,6 @@ def _parse_messages(messages: Any, limits: Limits) -> tuple[list[dict], list[Ima
             f"messages[{len(messages) - 1}].role",
         )
     return converted, images
-
-
-def _parse_content(content: Any, where: str, role: str, images: list[ImageRef]) -> list[dict]:
-    if isinstance(content, str):
-        content = [{"type": "text", "text": content}]
-    if not isinstance(content, list):
-        raise bad_request(
-            f"{where}.content must be a string or an array of text and image_url parts.",
-            f"{where}.content",
-        )
-    text_parts, image_parts = [], []
-    for j, part in enumerate(content):
-        param = f"{where}.content[{j}]"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text":
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise bad_request(f"{param}.text must be a string.", f"{param}.text")
-            if IMAGE_TOKEN in text:
-                raise bad_request(
-                    f"{param}.text contains the reserved placeholder {IMAGE_TOKEN}; send images "
-                    "as image_url parts instead.",
-                    f"{param}.text",
-                    code="reserved_token",
-                )
-            text_parts.append({"type": "text", "text": text})
-        elif kind == "image_url":
-            if role != "user":
-                raise bad_request(f"Only user messages may hold images ({param}).", param)
-            url = part.get("image_url")
-            url = url.get("url") if isinstance(url, dict) else url
-            if not isinstance(url, str) or not url:
-                raise bad_request(
-                    f'{param}.image_url must be {{"url": "data:image/png;base64,..."}}.',
-                    f"{param}.image_url",
-                )
-            images.append(ImageRef(url, f"{param}.image_url"))
-            image_parts.append({"type": "image"})
-        else:
-            raise bad_request(
-                f"{param} must be an object with type 'text' or 'image_url', got "
-                f"{kind if kind is not None else _json_type(part)!r}.",
-                param,
-            )
-    # The llava_v1 template puts a turn's images before its text, as the release did.
-    return image_parts + text_parts
-
-
-def _parse_stop(stop: Any, limits: Limits) -> list[str]:
-    if stop is None:
-        return []
-    stops = [stop] if isinstance(stop, str) else stop
-    if (
-        not isinstance(stops, list)
-        or len(stops) > limits.max_stop
-        or not all(isinstance(s, str) and 0 < len(s) <= limits.max_stop_chars for s in stops)
-    ):
-        raise bad_request(
-            f"stop must be a string or an array of at most {limits.max_stop} non-empty strings "
-            f"of at most {limits.max_stop_chars} characters.",
-            "stop",
-        )
-    return stops
-
-
-def _integer(value: Any, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise bad_request(
-            f"{name} must be an integer between {low} and {high}, got {value!r}.",
-            name,
-            code="invalid_type",
-        )
-    if not low <= value <= high:
-        raise bad_request(f"{name} must be between {low} and {high}, got {value}.", name)
-    return value
-
-
-def _number(
-    payload: dict, name: str, low: float, high: float, default: float, open_low: bool = False
-) -> float:
-    value = payload.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise bad_request(f"{name} must be a number, got {value!r}.", name, code="invalid_type")
-    too_low = value <= low if open_low else value < low
-    if too_low or value > high:
-        bracket = "(" if open_low else "["
-        raise bad_request(f"{name} must be in {bracket}{low}, {high}], got {value}.", name)
-    return float(value)
-
-
-def _boolean(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise bad_request(f"{name} must be true or false, got {value!r}.", name, "invalid_type")
-    return value
 
 
 def _json_type(value: Any) -> str:

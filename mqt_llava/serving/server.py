@@ -16,7 +16,6 @@ up, as a stream is. Connection-level limits are in [`connections`](connections.p
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import time
@@ -42,9 +41,10 @@ from .engine import (
     QueueFullError,
     SamplingParams,
 )
-from .guards import HostCheck, check_content_type, read_body
+from .guards import HostCheck, check_api_key, check_content_type, read_body
 from .image_sources import ImagePolicy, load_request_image
 from .protocol import APIError, ChatRequest, Limits, bad_request, parse_chat_request, parse_json
+from .schema import describe_error, first_error, install_openapi, request_model
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,9 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
-        return JSONResponse(bad_request(f"Invalid request: {err.errors()}").body(), 400)
+        error = first_error(err.errors())  # its loc starts with body, path or query
+        error = APIError(**describe_error({**error, "loc": error["loc"][1:]}, {}))
+        return JSONResponse(error.body(), status_code=error.status)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, err: Exception) -> JSONResponse:
@@ -144,19 +146,19 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict:
-        _check_api_key(request, settings.api_key)
+        check_api_key(request, settings.api_key)
         return {"object": "list", "data": [model_card()]}
 
     @app.get("/v1/models/{model_id}")
     async def get_model(request: Request, model_id: str) -> dict:
-        _check_api_key(request, settings.api_key)
+        check_api_key(request, settings.api_key)
         if model_id != settings.model_name:
             raise APIError(404, f"The model {model_id!r} does not exist.", code="model_not_found")
         return model_card()
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        _check_api_key(request, settings.api_key)
+        check_api_key(request, settings.api_key)
         check_content_type(request)
         if engine.waiting >= engine.max_queue:  # refuse before paying for images and tokens
             raise _queue_full()
@@ -191,6 +193,8 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
         finally:
             watcher.cancel()
 
+    chat_request = request_model(settings.model_name, config.num_queries, settings.limits)
+    install_openapi(app, "/v1/chat/completions", chat_request)  # the body it reads itself
     return app
 
 
@@ -218,28 +222,6 @@ def _queue_full() -> APIError:
         code="queue_full",
         headers={"Retry-After": "1"},
     )
-
-
-def _check_api_key(request: Request, api_key: str | None) -> None:
-    if api_key is None:
-        return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise APIError(
-            401,
-            "Missing API key: send the header 'Authorization: Bearer <key>'.",
-            type="authentication_error",
-            code="missing_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if not hmac.compare_digest(given.strip().encode(), api_key.encode()):
-        raise APIError(
-            401,
-            "Incorrect API key provided.",
-            type="authentication_error",
-            code="invalid_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
 
 
 def _load_pixels(engine: Engine, settings: ServerSettings, chat: ChatRequest):
