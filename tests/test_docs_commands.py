@@ -51,7 +51,7 @@ def _commands() -> list[tuple[str, str]]:
     unique = {}
     for where, command in found:
         argv = shlex.split(command, comments=True)[1:]
-        named = argv[:2] if argv and argv[0] in ("data", "experiment") else argv[:1]
+        named = argv[:2] if argv and argv[0] in ("data", "experiment", "pretrained") else argv[:1]
         if argv and argv[0] in SUBCOMMANDS and len(argv) > len(named):
             unique.setdefault(command, where)
     return [(where, command) for command, where in unique.items()]
