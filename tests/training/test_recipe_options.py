@@ -37,6 +37,7 @@ def test_one_override_fine_tunes_a_model_folder(tiny_dir, capsys):
         (["feature_cache=true", "train_modules=[vision_tower]"], "feature_cache cannot apply"),
         (["data.sampling=per-step"], "data.sampling=per-step needs training.max_steps"),
         (["lr_schedule=linear"], "lr_schedule must be null"),
+        (["export.adapter=true"], "export.adapter needs `lora`"),
     ],
 )
 def test_print_config_refuses_an_option_that_cannot_apply(tiny_dir, capsys, overrides, message):
