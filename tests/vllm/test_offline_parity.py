@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 
 import pytest
-from vllm_models import SKIP_REASON, save_model, vllm_installed
+from vllm_models import SKIP_REASON, offline_requests, save_model, vllm_installed
 
 if not vllm_installed():
     pytest.skip(SKIP_REASON, allow_module_level=True)
@@ -49,14 +49,7 @@ def engine(request, tmp_path_factory):
 
 
 def _requests(processor, cases):
-    return [
-        {
-            "prompt": processor.build_prompt(QUESTIONS[q]),
-            "multi_modal_data": {"image": _image(q)},
-            "mm_processor_kwargs": {"num_visual_tokens": m},
-        }
-        for q, m in cases
-    ]
+    return offline_requests(processor, QUESTIONS, _image, cases)
 
 
 def test_tokens_equal_ours_at_1_16_and_M_and_in_a_mixed_batch(engine):

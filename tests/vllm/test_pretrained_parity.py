@@ -12,7 +12,7 @@ import gc
 from pathlib import Path
 
 import pytest
-from vllm_models import SKIP_REASON, vllm_installed
+from vllm_models import SKIP_REASON, offline_requests, vllm_installed
 
 if not vllm_installed():
     pytest.skip(SKIP_REASON, allow_module_level=True)
@@ -87,14 +87,7 @@ def _ours_with_logprob(model, processor, i: int, m: int) -> tuple[list[int], flo
 
 
 def _requests(processor, cases):
-    return [
-        {
-            "prompt": processor.build_prompt(QUESTIONS[i]),
-            "multi_modal_data": {"image": _image(i)},
-            "mm_processor_kwargs": {"num_visual_tokens": m},
-        }
-        for i, m in cases
-    ]
+    return offline_requests(processor, QUESTIONS, _image, cases)
 
 
 def test_smollm2_prompt_is_chatml_without_bos(engine):

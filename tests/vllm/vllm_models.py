@@ -8,7 +8,9 @@ initialiser range, so that greedy tokens are not decided by near-ties between lo
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from tiny_models import FIXTURE
@@ -93,3 +95,21 @@ def save_model(name: str, out: Path) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def offline_requests(
+    processor: MQTLlavaProcessor,
+    questions: list[str],
+    image: Callable[[int], Any],
+    cases: list[tuple[int, int]],
+) -> list[dict[str, Any]]:
+    """vLLM offline prompts for `(question index, budget)` cases: image `image(index)`, budget
+    through `mm_processor_kwargs`, the prompt in the model's own template."""
+    return [
+        {
+            "prompt": processor.build_prompt(questions[i]),
+            "multi_modal_data": {"image": image(i)},
+            "mm_processor_kwargs": {"num_visual_tokens": m},
+        }
+        for i, m in cases
+    ]
