@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..model.padding import pad_batch, pad_sequences
-from .llava_json import IGNORE_INDEX
+from .conversation import IGNORE_INDEX
 
 
 def expand_image_placeholders(

@@ -7,7 +7,8 @@ import torch
 from tiny_models import FIXTURE
 
 from mqt_llava.data.collator import LlavaCollator, expand_image_placeholders
-from mqt_llava.data.llava_json import IGNORE_INDEX, LlavaJsonDataset
+from mqt_llava.data.conversation import IGNORE_INDEX
+from mqt_llava.data.llava_json import LlavaJsonDataset
 
 
 def _records() -> list[dict]:

@@ -8,12 +8,8 @@ from pathlib import Path
 import pytest
 from tiny_models import FIXTURE
 
-from mqt_llava.data.llava_json import (
-    IGNORE_INDEX,
-    BadRecordError,
-    LlavaJsonDataset,
-    tokenize_record,
-)
+from mqt_llava.data.conversation import IGNORE_INDEX, BadRecordError, tokenize_record
+from mqt_llava.data.llava_json import LlavaJsonDataset
 
 
 @pytest.fixture(scope="module")

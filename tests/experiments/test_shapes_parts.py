@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from mqt_llava.data.llava_json import tokenize_record
+from mqt_llava.data.conversation import tokenize_record
 from mqt_llava.data.shapes_scene import Scene, SceneObject, render_scene
 from mqt_llava.experiments.shapes_train import (
     STAGE_RECIPES,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mqt_llava.data.llava_json import IGNORE_INDEX, tokenize_record
+from mqt_llava.data.conversation import IGNORE_INDEX, tokenize_record
 from mqt_llava.pretrained.assemble import SMOLLM2_DIR
 
 RECORD = {

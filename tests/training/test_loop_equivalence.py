@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from mqt_llava.data.collator import expand_image_placeholders
-from mqt_llava.data.llava_json import IGNORE_INDEX, LlavaJsonDataset, tokenize_record
+from mqt_llava.data.conversation import IGNORE_INDEX, tokenize_record
+from mqt_llava.data.llava_json import LlavaJsonDataset
 from mqt_llava.model import MQTLlavaForConditionalGeneration, MQTLlavaProcessor
 from mqt_llava.training.config import load_recipe
 from mqt_llava.training.prefix import with_prefix_cache
