@@ -16,8 +16,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from mqt_llava.evaluation.answer_files import answer_record, append_answers, check_unique
 from mqt_llava.evaluation.readers import Benchmark, EvalItem, headline_value
-from mqt_llava.evaluation.runner import _append, _check_unique, _record
 from mqt_llava.evaluation.score import score
 from mqt_llava.evaluation.scorers import AnnotationFormatError
 
@@ -66,7 +66,7 @@ def run_auto(
     model, processor = vlm.model, vlm.processor
     policy = load_policy(policy, model_folder(model))
     cost = PrefillCost(model.config)
-    _check_unique(items)
+    check_unique(items)
     out.mkdir(parents=True, exist_ok=True)
     path = out / AUTO_FILE
     path.unlink(missing_ok=True)
@@ -87,14 +87,14 @@ def run_auto(
         )
         records = []
         for item, result in zip(batch, results, strict=True):
-            record = _record(item, result.text, result.num_visual_tokens, model_id)
+            record = answer_record(item, result.text, result.num_visual_tokens, model_id)
             record["metadata"].update(
                 attempts=attempts_json(result),
                 prefill_gflops=result.prefill_gflops,
                 budget_policy=result.policy,
             )
             records.append(record)
-        _append(path, records)
+        append_answers(path, records)
         answers.extend(results)
     return path, {"policy": policy.to_dict(), **summary(answers)}
 

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mqt_llava.evaluation.runner import METRICS_FILE
+from mqt_llava.evaluation.answer_files import METRICS_FILE
 
 MARKDOWN_FILE, PLOT_FILE = "results.md", "accuracy_vs_budget.png"
 

@@ -11,7 +11,7 @@ import pytest
 
 from mqt_llava.cli import main
 from mqt_llava.evaluation import score
-from mqt_llava.evaluation.runner import RUN_FILE, _write_atomically
+from mqt_llava.evaluation.answer_files import RUN_FILE, write_atomically
 from mqt_llava.evaluation.scorers.llava_json import score_llava_json_files
 
 COLOUR_Q = "What colour is the square?"
@@ -157,8 +157,8 @@ def test_run_record_is_replaced_atomically(tmp_path, monkeypatch):
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr("mqt_llava.evaluation.runner.os.replace", crash)
+    monkeypatch.setattr("mqt_llava.evaluation.answer_files.os.replace", crash)
     with pytest.raises(OSError, match="disk full"):
-        _write_atomically(path, "new")
+        write_atomically(path, "new")
     assert path.read_text() == "old"  # never half-written
     assert [p.name for p in tmp_path.iterdir()] == [RUN_FILE]  # the temporary file is removed

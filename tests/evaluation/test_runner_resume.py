@@ -9,7 +9,8 @@ import pytest
 
 import mqt_llava.inference.generation as generation
 from mqt_llava.cli import main
-from mqt_llava.evaluation.runner import evaluate, finished_keys
+from mqt_llava.evaluation.answer_files import finished_keys
+from mqt_llava.evaluation.runner import evaluate
 
 FILES = ("answers_m2.jsonl", "answers_m16.jsonl", "metrics.json")
 

@@ -126,6 +126,7 @@ def test_cli_modules_and_adapters_import_without_torch():
         "mqt_llava.evaluation.commands",
         "mqt_llava.evaluation.report",
         "mqt_llava.evaluation.runner",
+        "mqt_llava.evaluation.answer_files",
         "mqt_llava.evaluation.adapters.lmms_eval",
         "mqt_llava.evaluation.adapters.vlmevalkit",
     ]
