@@ -61,6 +61,10 @@ class StageConfig:
         first_multi_turn: Whether the curriculum's records are multi-turn (None: as
             `multi_turn`). Single-turn keeps later questions from reading an answer off an
             earlier question about the same scene.
+        then_types: Question types of a second curriculum phase, right after the first, with
+            its budget and turns: other types added once the colour and shape lookup is learnt
+            (added from the start, they keep it from being learnt: docs/shapes.md).
+        then_steps: Steps of that second phase (0: none).
         seed: Seeds the batch order, the budget sampler and the suffix dropping.
     """
 
@@ -79,6 +83,8 @@ class StageConfig:
     first_steps: int = 0
     first_budget: str = ""
     first_multi_turn: bool | None = None
+    then_types: list[str] = field(default_factory=list)
+    then_steps: int = 0
     seed: int = 0
 
     def __post_init__(self):
@@ -100,19 +106,27 @@ class StageConfig:
                 "stage reset_language_model needs train_language_model: a reset decoder that is "
                 "not trained stays random"
             )
-        if not 0 <= self.first_steps <= self.steps:
+        if self.first_steps < 0 or self.then_steps < 0:
             raise ValueError(
-                f"stage first_steps must be between 0 and steps ({self.steps}), "
-                f"got {self.first_steps}"
+                f"stage first_steps and then_steps must be >= 0, got {self.first_steps}, "
+                f"{self.then_steps}"
             )
-        unknown = sorted(set(self.first_types) - set(QUESTION_TYPES))
-        if unknown:
+        if self.first_steps + self.then_steps > self.steps:
             raise ValueError(
-                f"stage first_types: unknown question type(s) {unknown}; "
-                f"accepted: {list(QUESTION_TYPES)}"
+                f"stage first_steps + then_steps must be between 0 and steps ({self.steps}), "
+                f"got {self.first_steps} + {self.then_steps}"
             )
+        for key in ("first_types", "then_types"):
+            unknown = sorted(set(getattr(self, key)) - set(QUESTION_TYPES))
+            if unknown:
+                raise ValueError(
+                    f"stage {key}: unknown question type(s) {unknown}; "
+                    f"accepted: {list(QUESTION_TYPES)}"
+                )
         if self.first_steps and (not self.first_types or self.data != "questions"):
             raise ValueError("stage first_steps needs data: questions and a non-empty first_types")
+        if self.then_steps and (not self.first_steps or not self.then_types):
+            raise ValueError("stage then_steps needs a first phase (first_steps) and then_types")
 
 
 def drop_suffixes(
@@ -140,7 +154,8 @@ def write_stage_records(stage: StageConfig, data: Path, folder: Path) -> dict[st
         folder: Where `train.json` (and the curriculum's `first.json`) go.
 
     Returns:
-        `train` and, with a curriculum, `first`: the written files.
+        `train` and, with a curriculum, `first` (and `then` for its second phase): the written
+        files.
     """
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -156,12 +171,15 @@ def write_stage_records(stage: StageConfig, data: Path, folder: Path) -> dict[st
     if stage.drop_suffix:
         questions = drop_suffixes(questions, stage.drop_suffix, stage.seed)
     write("train", merge_by_scene(questions) if stage.multi_turn else questions)
-    if stage.first_steps:
-        first = [q for q in questions if q["question_type"] in stage.first_types]
-        if not first:
-            raise ValueError(f"first_types {stage.first_types}: no such questions in {data}")
-        multi_turn = stage.multi_turn if stage.first_multi_turn is None else stage.first_multi_turn
-        write("first", merge_by_scene(first) if multi_turn else first)
+    multi_turn = stage.multi_turn if stage.first_multi_turn is None else stage.first_multi_turn
+    phases = [("first", stage.first_steps, stage.first_types)]
+    phases.append(("then", stage.then_steps, stage.then_types))
+    for name, steps, types in phases:
+        if steps:
+            chosen = [q for q in questions if q["question_type"] in types]
+            if not chosen:
+                raise ValueError(f"{name}_types {types}: no such questions in {data}")
+            write(name, merge_by_scene(chosen) if multi_turn else chosen)
     return written
 
 
@@ -193,9 +211,14 @@ def stage_overrides(
         "training.warmup_steps": stage.warmup_ratio,
         "curriculum": None,
     }
-    if "first" in records:
-        phase = {"until_step": stage.first_steps, "train_json": str(records["first"])}
-        phase["budget"] = stage.first_budget or stage.budget
-        items["curriculum"] = [phase]
+    phases = []
+    until = 0
+    for name, steps in (("first", stage.first_steps), ("then", stage.then_steps)):
+        if name in records:
+            until += steps
+            budget = stage.first_budget or stage.budget
+            phases.append({"until_step": until, "train_json": str(records[name]), "budget": budget})
+    if phases:
+        items["curriculum"] = phases
     # JSON is YAML: paths and policies such as fixed:M survive `--set`'s YAML parsing
     return [f"{key}={json.dumps(value)}" for key, value in items.items()]

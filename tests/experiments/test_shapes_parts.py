@@ -202,6 +202,31 @@ def test_stage_records_and_overrides_make_the_training_recipe(tmp_path) -> None:
     assert config.lr_schedule == "warmup-first-step-cosine"
 
 
+def test_a_second_curriculum_phase_follows_the_first(tmp_path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    kinds = ("colour", "count", "shape", "position", "existence")
+    (data / "train.json").write_text(json.dumps([_question(s, k) for s in "ab" for k in kinds]))
+    stage = StageConfig(
+        steps=40,
+        first_types=["colour", "shape"],
+        first_steps=10,
+        first_budget="fixed:M",
+        first_multi_turn=False,
+        then_types=["colour", "shape", "position", "existence"],
+        then_steps=5,
+    )
+    records = write_stage_records(stage, data, tmp_path / "records")
+    then = json.loads(records["then"].read_text())
+    assert [r["question_type"] for r in then] == ["colour", "shape", "position", "existence"] * 2
+    overrides = stage_overrides(stage, tmp_path, data, records, tmp_path / "out")
+    phases = load_recipe(STAGE_RECIPES["stage2"], overrides).curriculum
+    assert [(p.until_step, p.budget, p.train_json) for p in phases] == [
+        (10, "fixed:M", str(records["first"])),
+        (15, "fixed:M", str(records["then"])),
+    ]
+
+
 def test_caption_stage_has_no_curriculum(tmp_path) -> None:
     captions = [{"id": "a", "image": "images/a.png", "conversations": []}]
     (tmp_path / "captions.json").write_text(json.dumps(captions))
@@ -220,6 +245,10 @@ def test_caption_stage_has_no_curriculum(tmp_path) -> None:
         ({"first_steps": 5, "steps": 4, "first_types": ["colour"]}, "between 0 and steps"),
         ({"first_steps": 2, "first_types": ["colr"]}, "unknown question type"),
         ({"first_steps": 2}, "non-empty first_types"),
+        ({"then_steps": 2, "then_types": ["colour"]}, "needs a first phase"),
+        ({"first_steps": 2, "first_types": ["colour"], "then_steps": 2}, "and then_types"),
+        ({"first_steps": 2, "first_types": ["colour"], "then_types": ["where"]}, "then_types"),
+        ({"first_steps": 3, "first_types": ["colour"], "then_steps": 2, "steps": 4}, "steps"),
         ({"first_steps": 2, "first_types": ["colour"], "data": "captions"}, "data: questions"),
         ({"reset_language_model": True, "train_language_model": False}, "stays random"),
     ],
