@@ -10,17 +10,15 @@ an unexpected exception is logged and answered 500 without stopping the server.
 
 Images are loaded and preprocessed in at most `image_workers` threads at once; text-only
 requests never wait for those slots. A non-streamed answer is cancelled when its client hangs
-up, as a stream is. Connection-level limits are in [`connections`](connections.py).
+up, as a stream is. Connection-level limits are in [`connections`](connections.py), the
+response bodies (a completion, or a stream of chunks) in [`replies`](replies.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -31,19 +29,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .connections import default_max_connections, guarded_protocol, install_log_rate_limit
-from .engine import (
-    ContextLengthError,
-    Delta,
-    Engine,
-    Failed,
-    Finished,
-    Job,
-    QueueFullError,
-    SamplingParams,
-)
+from .engine import ContextLengthError, Engine, Job, QueueFullError, SamplingParams
 from .guards import HostCheck, check_api_key, check_content_type, read_body
 from .image_sources import ImagePolicy, load_request_image
 from .protocol import APIError, ChatRequest, Limits, bad_request, parse_chat_request, parse_json
+from .replies import GONE, Reply
 from .schema import describe_error, first_error, install_openapi, request_model
 
 logger = logging.getLogger(__name__)
@@ -181,7 +171,7 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
             engine.submit(job)
         except QueueFullError:
             raise _queue_full() from None
-        reply = _Reply(settings.model_name, chat, job)
+        reply = Reply(settings.model_name, chat, job)
         if chat.stream:
             stream = reply.stream(events, settings.request_timeout)
             return StreamingResponse(
@@ -198,9 +188,6 @@ def create_app(engine: Engine, settings: ServerSettings) -> FastAPI:
     return app
 
 
-_GONE = object()  # put in a reply's events when its client hangs up
-
-
 async def _cancel_on_disconnect(request: Request, job: Job, events: asyncio.Queue) -> None:
     """Cancels `job` when the client hangs up (the body is read: the next message says so).
 
@@ -210,7 +197,7 @@ async def _cancel_on_disconnect(request: Request, job: Job, events: asyncio.Queu
         message = await request.receive()
         if message["type"] == "http.disconnect":
             job.cancel()
-            events.put_nowait(_GONE)
+            events.put_nowait(GONE)
             return
 
 
@@ -252,98 +239,6 @@ def _prepare(engine: Engine, chat: ChatRequest, pixels, sink) -> Job:
         raise bad_request(str(err), "messages") from None
 
 
-class _Reply:
-    """Turns a job's events into a chat.completion or a stream of chat.completion.chunk."""
-
-    def __init__(self, model_name: str, chat: ChatRequest, job: Job):
-        self.model_name, self.chat, self.job = model_name, chat, job
-        self.id = f"chatcmpl-{uuid.uuid4().hex}"
-        self.created = int(time.time())
-
-    def usage(self, completion_tokens: int) -> dict:
-        prompt = self.job.prompt_tokens
-        return {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt + completion_tokens,
-            "visual_tokens": self.job.visual_tokens,  # counted in prompt_tokens
-            **(self.job.budget_usage or {}),  # "auto": the budget chosen, the prefill work
-        }
-
-    def _envelope(self, obj: str) -> dict:
-        budget = self.job.budgets[0] if self.job.budgets else None
-        return {
-            "id": self.id,
-            "object": obj,
-            "created": self.created,
-            "model": self.model_name,
-            "num_visual_tokens": budget,
-        }
-
-    async def _next(self, events: asyncio.Queue, timeout: float):
-        try:
-            event = await asyncio.wait_for(events.get(), timeout)
-        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-            raise APIError(
-                503, f"No answer within {timeout} s.", type="server_error", code="timeout"
-            ) from None
-        if event is _GONE:  # nobody will read this answer (nginx's "client closed request")
-            raise APIError(499, "The client closed the request.", code="client_closed_request")
-        if isinstance(event, Failed):
-            if isinstance(event.error, ValueError):
-                raise bad_request(str(event.error), "messages")
-            raise event.error
-        return event
-
-    async def complete(self, events: asyncio.Queue, timeout: float) -> dict:
-        pieces: list[str] = []
-        deadline = asyncio.get_running_loop().time() + timeout
-        try:
-            while True:
-                left = max(0.0, deadline - asyncio.get_running_loop().time())
-                if isinstance(event := await self._next(events, left), Finished):
-                    break
-                pieces.append(event.text)
-        finally:
-            self.job.cancel()  # frees the worker at once if the client went away
-        message = {"role": "assistant", "content": "".join(pieces)}
-        choice = {"index": 0, "message": message, "finish_reason": event.reason, "logprobs": None}
-        return {
-            **self._envelope("chat.completion"),
-            "choices": [choice],
-            "usage": self.usage(event.completion_tokens),
-        }
-
-    def _chunk(self, delta: dict, finish_reason: str | None = None) -> str:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
-        return _sse({**self._envelope("chat.completion.chunk"), "choices": [choice]})
-
-    async def stream(self, events: asyncio.Queue, timeout: float) -> AsyncIterator[str]:
-        try:
-            yield self._chunk({"role": "assistant", "content": ""})
-            while True:
-                try:
-                    event = await self._next(events, timeout)
-                except APIError as err:  # headers are sent: report in-band, as OpenAI does
-                    yield _sse(err.body())
-                    break
-                except Exception as err:
-                    logger.error("generation failed: %r", err)
-                    yield _sse(APIError(500, "Internal server error.", "server_error").body())
-                    break
-                if isinstance(event, Delta):
-                    yield self._chunk({"content": event.text})
-                    continue
-                yield self._chunk({}, event.reason)
-                if self.chat.include_usage:
-                    usage = {"choices": [], "usage": self.usage(event.completion_tokens)}
-                    yield _sse({**self._envelope("chat.completion.chunk"), **usage})
-                break
-            yield "data: [DONE]\n\n"
-        finally:
-            self.job.cancel()
-
-
 def uvicorn_options(settings: ServerSettings) -> dict:
     """`uvicorn.Config` keyword arguments for the connection limits of `settings`."""
     install_log_rate_limit()
@@ -352,10 +247,6 @@ def uvicorn_options(settings: ServerSettings) -> dict:
         "timeout_keep_alive": settings.keep_alive_timeout,
         "h11_max_incomplete_event_size": 16 * 1024,  # a request head; h11's default too
     }
-
-
-def _sse(payload: dict) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
 def serve(
