@@ -113,7 +113,7 @@ class StageConfig:
             )
         if self.first_steps + self.then_steps > self.steps:
             raise ValueError(
-                f"stage first_steps + then_steps must be between 0 and steps ({self.steps}), "
+                f"stage first_steps + then_steps must be at most steps ({self.steps}), "
                 f"got {self.first_steps} + {self.then_steps}"
             )
         for key in ("first_types", "then_types"):
@@ -151,7 +151,7 @@ def write_stage_records(stage: StageConfig, data: Path, folder: Path) -> dict[st
     Args:
         stage: The stage's settings (data, drop_suffix, multi_turn, the curriculum's types).
         data: The ShapesVQA folder (`captions.json`, `train.json`).
-        folder: Where `train.json` (and the curriculum's `first.json`) go.
+        folder: Where `train.json` (and the curriculum's `first.json`, `then.json`) go.
 
     Returns:
         `train` and, with a curriculum, `first` (and `then` for its second phase): the written
@@ -172,8 +172,10 @@ def write_stage_records(stage: StageConfig, data: Path, folder: Path) -> dict[st
         questions = drop_suffixes(questions, stage.drop_suffix, stage.seed)
     write("train", merge_by_scene(questions) if stage.multi_turn else questions)
     multi_turn = stage.multi_turn if stage.first_multi_turn is None else stage.first_multi_turn
-    phases = [("first", stage.first_steps, stage.first_types)]
-    phases.append(("then", stage.then_steps, stage.then_types))
+    phases = (
+        ("first", stage.first_steps, stage.first_types),
+        ("then", stage.then_steps, stage.then_types),
+    )
     for name, steps, types in phases:
         if steps:
             chosen = [q for q in questions if q["question_type"] in types]

@@ -242,13 +242,14 @@ def test_caption_stage_has_no_curriculum(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"first_steps": 5, "steps": 4, "first_types": ["colour"]}, "between 0 and steps"),
+        ({"first_steps": 5, "steps": 4, "first_types": ["colour"]}, "at most steps"),
         ({"first_steps": 2, "first_types": ["colr"]}, "unknown question type"),
         ({"first_steps": 2}, "non-empty first_types"),
         ({"then_steps": 2, "then_types": ["colour"]}, "needs a first phase"),
         ({"first_steps": 2, "first_types": ["colour"], "then_steps": 2}, "and then_types"),
         ({"first_steps": 2, "first_types": ["colour"], "then_types": ["where"]}, "then_types"),
-        ({"first_steps": 3, "first_types": ["colour"], "then_steps": 2, "steps": 4}, "steps"),
+        ({"first_steps": 3, "first_types": ["colour"], "then_steps": 2, "steps": 4}, "at most"),
+        ({"first_steps": -1, "first_types": ["colour"]}, ">= 0"),
         ({"first_steps": 2, "first_types": ["colour"], "data": "captions"}, "data: questions"),
         ({"reset_language_model": True, "train_language_model": False}, "stays random"),
     ],
