@@ -91,26 +91,3 @@ def with_descriptions(
         ]
         out.append({**record, "conversations": turns})
     return out
-
-
-def description_records(
-    captions: Sequence[dict[str, Any]], scenes: Sequence[Mapping[str, Any]]
-) -> list[dict[str, Any]]:
-    """One "Describe the image." conversation per captioned scene."""
-    objects_in = {s["scene_id"]: len(s["objects"]) for s in scenes}
-    records = []
-    for record in captions:
-        scene_id = record["scene_id"]
-        text = description(record["conversations"][-1]["value"], objects_in[scene_id])
-        records.append(
-            {
-                "id": f"{scene_id}_describe",
-                "image": record["image"],
-                "conversations": [
-                    {"from": "human", "value": f"<image>\n{DESCRIBE_PROMPT}"},
-                    {"from": "gpt", "value": text},
-                ],
-                "scene_id": scene_id,
-            }
-        )
-    return records

@@ -10,7 +10,6 @@ from mqt_llava.data.shapes import generate_shapes_dataset
 from mqt_llava.data.shapes_records import (
     DESCRIBE_PROMPT,
     description,
-    description_records,
     merge_by_scene,
     with_descriptions,
 )
@@ -60,11 +59,3 @@ def test_descriptions_open_a_share_of_the_conversations(folder):
     assert 0 < described < len(merged)
     with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\]"):
         with_descriptions(merged, captions, scenes, 1.5, seed=0)
-
-
-def test_description_records_answer_one_question_per_captioned_scene(folder):
-    records = description_records(
-        _read(folder, "captions.json"), _read(folder, "train_scenes.json")
-    )
-    assert records and all(len(r["conversations"]) == 2 for r in records)
-    assert {r["conversations"][0]["value"] for r in records} == {f"<image>\n{DESCRIBE_PROMPT}"}
