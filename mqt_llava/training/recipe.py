@@ -168,6 +168,7 @@ def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> T
     install_feature_cache(model, config.feature_cache)
     logger.warning("%s: %s, %d records", config.name, trainable_summary(trainable), len(dataset))
     pad_id = processor.tokenizer.pad_token_id
+    config_before = dict(vars(model.config))  # the Trainer writes `use_cache` into it
     trainer = trainer_cls(
         model=trainable,
         args=args,
@@ -200,6 +201,7 @@ def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> T
         trainer.state = TrainerState.load_from_json(str(Path(resume) / TRAINER_STATE))
     else:
         trainer.train(resume_from_checkpoint=resume)
+    _restore_use_cache(model.config, config_before)
     _export(trainer, config, model, processor)
     return TrainResult(
         Path(args.output_dir),
@@ -235,6 +237,15 @@ def _curriculum(config: RecipeConfig, dataset, records, main: BudgetSampler):
         policy = phase.budget or main.policy
         budgets.append((phase.until_step, dataclasses.replace(main, policy=policy)))
     return ConcatDataset(parts), phases, PhasedBudgets(main, budgets)
+
+
+def _restore_use_cache(model_config, before: dict) -> None:
+    """Undoes the Trainer's `config.use_cache = args.use_cache` (False, for training), which
+    would otherwise be saved with the model and turn the KV cache off wherever it is loaded."""
+    if "use_cache" in before:
+        model_config.use_cache = before["use_cache"]
+    elif "use_cache" in vars(model_config):
+        del model_config.use_cache
 
 
 EXPORT_STAGING = ".staging-export"

@@ -87,6 +87,8 @@ def test_stage1_then_stage2_loss_falls_and_the_model_answers(tmp_path, tiny_dir,
     assert logged == budgets  # m of every step is in the logs
 
     out = tmp_path / "stage2"
+    saved = json.loads((out / "config.json").read_text())
+    assert saved.get("use_cache", True), "the Trainer's use_cache=False for training was saved"
     model = MQTLlavaForConditionalGeneration.from_pretrained(out).eval()
     processor = MQTLlavaProcessor.from_pretrained(out)
     stage1_query = load_file(export / "connector.safetensors")["query"]
