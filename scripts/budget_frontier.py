@@ -1,7 +1,7 @@
 """The accuracy / prefill-FLOPs frontier of `num_visual_tokens="auto"` on ShapesVQA.
 
     python scripts/budget_frontier.py --data runs/shapes-data --router-data runs/shapes-data-1 \
-        --out runs/budget-frontier [--model DIR] [--limit N]
+        --out runs/budget-frontier [--model DIR] [--limit N] [--band POINTS]
 
 1. Sweep: every question of the router-training set (``--router-data``: a ShapesVQA set of
    another seed, so its questions are unseen by the model and by the reported splits), of val and
@@ -175,7 +175,15 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--probe", type=int, default=4, help="router's visual-token budget")
     parser.add_argument("--bench", type=Path, help="`mqt-llava bench --out` JSON for ms targets")
+    parser.add_argument(
+        "--band",
+        type=float,
+        default=0.25,
+        help="points of val accuracy below fixed-M that a *matched* policy may lose (default 0.25)",
+    )
     args = parser.parse_args(argv)
+    if args.band < 0:
+        parser.error(f"--band must be >= 0 points of accuracy, got {args.band}")
     torch.set_num_threads(1)
 
     from mqt_llava.inference import load
@@ -218,7 +226,7 @@ def main(argv=None) -> int:
         name: torch.sigmoid(net(sweeps[name]["features"])).detach() for name in ("val", "test")
     }
     fixed_val, fixed_test = fixed_points(val), fixed_points(test)
-    target = fixed_val[-1].accuracy - 0.25  # a margin inside the 0.5-point acceptance band
+    target = fixed_val[-1].accuracy - args.band  # 0.25: a margin inside the 0.5-point band
 
     def esc(setting):
         return lambda t: escalation_point(t, **setting)
@@ -289,6 +297,7 @@ def main(argv=None) -> int:
             "fixed_curve_at_oracle_gflops": interpolate_fixed(fixed_test, oracle.gflops),
         },
         "calibration_target_val_accuracy": target,
+        "band": args.band,
     }
     (args.out / "frontier.json").write_text(json.dumps(result, indent=2) + "\n")
     Router(net, BUDGETS, args.probe).save(args.out)
