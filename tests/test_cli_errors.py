@@ -126,10 +126,11 @@ def test_wrong_invocation_is_one_line_and_exit_2(
     assert message in lines[0]
 
 
-def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
+@pytest.mark.parametrize("module", ["mqt_llava.cli", "mqt_llava"])
+def test_the_installed_command_exits_2_without_a_traceback(tmp_path, module):
     existing = tmp_path / "file.txt"
     existing.write_text("x")
-    argv = [sys.executable, "-m", "mqt_llava.cli", "data", "shapes", "--out", str(existing)]
+    argv = [sys.executable, "-m", module, "data", "shapes", "--out", str(existing)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "exists and is not a folder" in done.stderr
