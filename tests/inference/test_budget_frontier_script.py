@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from script_loader import load_script
 
 from mqt_llava.inference.policies.simulate import Point
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "budget_frontier.py"
 
 
 @pytest.fixture(scope="module")
 def frontier():
-    spec = importlib.util.spec_from_file_location("budget_frontier", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("budget_frontier")
 
 
 def _candidates():
