@@ -168,7 +168,7 @@ def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> T
     install_feature_cache(model, config.feature_cache)
     logger.warning("%s: %s, %d records", config.name, trainable_summary(trainable), len(dataset))
     pad_id = processor.tokenizer.pad_token_id
-    config_before = dict(vars(model.config))  # the Trainer writes `use_cache` into it
+    use_cache = vars(model.config).get("use_cache", _UNSET)  # the Trainer overwrites it
     trainer = trainer_cls(
         model=trainable,
         args=args,
@@ -201,7 +201,7 @@ def train(config: RecipeConfig, trainer_cls: type[MQTTrainer] = MQTTrainer) -> T
         trainer.state = TrainerState.load_from_json(str(Path(resume) / TRAINER_STATE))
     else:
         trainer.train(resume_from_checkpoint=resume)
-    _restore_use_cache(model.config, config_before)
+    _restore_use_cache(model.config, use_cache)
     _export(trainer, config, model, processor)
     return TrainResult(
         Path(args.output_dir),
@@ -239,13 +239,17 @@ def _curriculum(config: RecipeConfig, dataset, records, main: BudgetSampler):
     return ConcatDataset(parts), phases, PhasedBudgets(main, budgets)
 
 
-def _restore_use_cache(model_config, before: dict) -> None:
+_UNSET = object()
+
+
+def _restore_use_cache(model_config, value) -> None:
     """Undoes the Trainer's `config.use_cache = args.use_cache` (False, for training), which
-    would otherwise be saved with the model and turn the KV cache off wherever it is loaded."""
-    if "use_cache" in before:
-        model_config.use_cache = before["use_cache"]
-    elif "use_cache" in vars(model_config):
-        del model_config.use_cache
+    would otherwise be saved with the model and turn the KV cache off wherever it is loaded.
+    `value` is the config's own setting before the Trainer, or `_UNSET` if it had none."""
+    if value is _UNSET:
+        vars(model_config).pop("use_cache", None)
+    else:
+        model_config.use_cache = value
 
 
 EXPORT_STAGING = ".staging-export"
