@@ -12,6 +12,7 @@ The first run JIT-builds DeepSpeed's `deepspeed_shm_comm` extension (≈ 20 s) i
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,8 +53,9 @@ def _overrides(tiny_dir: Path, records_dir: Path, out: Path, per_device: int) ->
     ]
 
 
-def _torchrun(recipe: Path, overrides: list[str], cwd: Path) -> None:
-    """`torchrun --nproc_per_node 2 -m mqt_llava.cli train RECIPE --set ...` (gloo on CPU)."""
+def _torchrun(recipe: Path, overrides: list[str], out: Path) -> None:
+    """`torchrun --nproc_per_node 2 -m mqt_llava.cli train RECIPE --set ...` (gloo on CPU),
+    writing to `out` (the recipe's output_dir)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc_per_node", "2", "-m", "mqt_llava.cli", "train", str(recipe)]
     for item in overrides:
@@ -67,12 +69,14 @@ def _torchrun(recipe: Path, overrides: list[str], cwd: Path) -> None:
     }
     for _ in range(3):
         done = subprocess.run(
-            command, env=env, cwd=cwd, capture_output=True, text=True, timeout=600
+            command, env=env, cwd=out.parent, capture_output=True, text=True, timeout=600
         )
-        # torch's gloo runtime now and then aborts a rank at exit on a loaded CPU (see
-        # scripts/check_distributed.py): a crash of the runtime, not a result; run it again.
+        # torch's gloo runtime now and then aborts a rank on a loaded CPU (see
+        # scripts/check_distributed.py): a crash of the runtime, not a result. Run it again from
+        # nothing: the aborted run's checkpoints would make the next one refuse its output_dir.
         if done.returncode == 0 or "terminate called without" not in done.stderr:
             break
+        shutil.rmtree(out, ignore_errors=True)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-6000:]
 
 
@@ -95,7 +99,7 @@ def test_two_process_zero_run_matches_one_process(stage, single, tmp_path, tiny_
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("name: deepspeed-test\n")
     overrides = _overrides(tiny_dir, records_dir, out, per_device=2)
-    _torchrun(recipe, [*overrides, f"training.deepspeed={stage}"], tmp_path)
+    _torchrun(recipe, [*overrides, f"training.deepspeed={stage}"], out)
 
     log = read_log(out / "log.jsonl")
     losses = [e["loss"] for e in log if "loss" in e]
@@ -115,7 +119,7 @@ def test_two_process_zero_run_matches_one_process(stage, single, tmp_path, tiny_
                 f"training.deepspeed={stage}",
                 f"resume={checkpoint}",
             ],
-            tmp_path,
+            resumed,
         )
         again = [e for e in read_log(resumed / "log.jsonl") if "loss" in e]
         assert [e["step"] for e in again] == [3, 4]
