@@ -46,8 +46,10 @@ class FeatureCache:
                 self.store[keys[i]] = features.to(self.dtype or fresh.dtype).clone()
         self.misses += len({keys[i] for i in missing})
         self.hits += len(keys) - len(missing)
-        rows = torch.stack([self.store[key] for key in keys])
-        return rows.to(device=pixel_values.device, dtype=self.out_dtype)
+        # Cast before stacking: under CPU autocast (`training.bf16`), stacking float16 rows fails
+        # in torch's dtype promotion ("Unexpected floating ScalarType").
+        device = pixel_values.device
+        return torch.stack([self.store[k].to(device=device, dtype=self.out_dtype) for k in keys])
 
 
 def _key(row: torch.Tensor) -> bytes:

@@ -134,6 +134,26 @@ def test_feature_cache_encodes_each_image_once(tiny_dir):
         install_feature_cache(model, True)
 
 
+@pytest.mark.parametrize("storage", ["float16", "bfloat16", "float32"])
+def test_feature_cache_works_under_mixed_precision(tiny_dir, storage):
+    """`training.bf16` on CPU runs the forward under autocast; the cached rows must still come
+    back (a float16 store once failed there, in torch.stack's autocast dtype promotion)."""
+    from mqt_llava.model import MQTLlavaForConditionalGeneration
+    from mqt_llava.training.features import install_feature_cache
+
+    model = MQTLlavaForConditionalGeneration.from_pretrained(tiny_dir).eval()
+    model.requires_grad_(False)
+    pixels = torch.randn(2, 3, 32, 32)
+    want = model.get_vision_features(pixels)
+    install_feature_cache(model, storage)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        first = model.get_vision_features(pixels)  # misses: the real tower
+        again = model.get_vision_features(pixels)  # hits: the store
+    assert again.dtype == first.dtype
+    assert torch.allclose(again.float(), first.float(), atol=0.05, rtol=0.02)
+    assert torch.allclose(again.float(), want, atol=0.05, rtol=0.02)
+
+
 def test_shared_prefix_refuses_activation_checkpointing(tmp_path, tiny_dir, records_dir):
     with pytest.raises(ValueError, match="shared_prefix_loss cannot apply"):
         _run(
