@@ -191,7 +191,9 @@ class Steps:
             except subprocess.TimeoutExpired:
                 print(f"[{name}] stopped at the budget: run the same command again to continue")
                 raise SystemExit(0) from None
-        tail = (self.logs / f"{name}.log").read_text().splitlines()[-6:]
+        # A failed step's log stays on the device: print enough of it to act on.
+        lines = (self.logs / f"{name}.log").read_text().splitlines()
+        tail = lines[-6:] if done.returncode == 0 else lines[-40:]
         print("\n".join(f"  {line[:300]}" for line in tail))
         if done.returncode != 0:
             raise SystemExit(f"[{name}] failed (exit {done.returncode}); log: {self.logs}")
