@@ -143,7 +143,7 @@ def worker(mode: str, data: Path, out: Path, steps: int) -> None:
 
     from mqt_llava.training.config import load_recipe
     from mqt_llava.training.recipe import train
-    from mqt_llava.training.trainer import MQTTrainer
+    from mqt_llava.training.trainer import MQTTrainer, end_process_group
 
     torch.set_num_threads(1)
     per_device = 4 if mode == "single" else 2
@@ -179,13 +179,7 @@ def worker(mode: str, data: Path, out: Path, steps: int) -> None:
         "sharding": report,
     }
     (out / f"result-rank{rank}.json").write_text(json.dumps(payload))
-    # Tear the process group down explicitly: leaving it to interpreter exit sometimes aborts a
-    # rank ("terminate called without an active exception") while gloo's threads still run.
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    end_process_group()  # as `mqt-llava train` does: not left to interpreter exit
 
 
 def launch(mode: str, data: Path, out: Path, steps: int) -> dict:

@@ -212,15 +212,14 @@ def stage_sets(sets: dict[str, dict], policy: str) -> list[str]:
 def train(out: Path, work: Path, budget_s: float, quick: bool) -> None:
     site = work / "site"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    if not quick:
+    env["PYTHONPATH"] = str(ROOT)
+    if not quick:  # --quick uses this machine's packages and backbones
         install_wheels(site)
         env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
         env["MQT_LLAVA_BACKBONES"] = str(work / "backbones")
-        steps = Steps(budget_s, env, work / "logs")
+    steps = Steps(budget_s, env, work / "logs")
+    if not quick:
         steps.run("backbones", ["backbones", "--out", str(work / "backbones")])
-    else:
-        env["PYTHONPATH"] = str(ROOT)
-        steps = Steps(budget_s, env, work / "logs")
     shapes = work / "shapes"
     if not (shapes / "test.json").is_file():
         n = ["--n", "300"] if quick else ["--n", "40000"]

@@ -22,27 +22,16 @@ def train(recipe: str, overrides: list[str], print_config: bool) -> None:
         print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
         return
     from .recipe import train as run
+    from .trainer import end_process_group
 
     result = run(config)
-    _end_process_group()
+    end_process_group()
     losses = result.losses
     if losses and int(os.environ.get("RANK", "0")) == 0:  # once, not per process
         print(
             f"{config.name}: {result.global_step} steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
             f"outputs in {result.output_dir}"
         )
-
-
-def _end_process_group() -> None:
-    """Tears down the process group that the Trainer started under torchrun, once every rank
-    is done. Left to interpreter exit, torch's gloo runtime now and then aborts a rank
-    ("terminate called without an active exception") while its threads still run, and
-    torchrun then reports a finished run as failed."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

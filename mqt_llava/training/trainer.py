@@ -275,6 +275,16 @@ class MQTTrainer(Trainer):
             dist.barrier()
 
 
+def end_process_group() -> None:
+    """Tears down the process group that the Trainer started under torchrun, once every rank
+    is done (no-op in one process). Left to interpreter exit, torch's gloo runtime now and then
+    aborts a rank ("terminate called without an active exception") while its threads still run,
+    and torchrun then reports a finished run as failed."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _rotate(run_dir: Path, limit: int | None) -> None:
     """Keeps the newest `limit` complete checkpoints (the Trainer rotates inside staging)."""
     if not limit:
