@@ -26,6 +26,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 from transformers.generation.streamers import BaseStreamer
 
 from ..inference import MQTLlava
+from ..inference.generation import generation_kwargs
 from ..model.configuration import resolve_num_visual_tokens
 from ..model.padding import pad_batch
 from .detokenize import StreamDecoder
@@ -312,12 +313,10 @@ class Engine:
             inputs["pixel_values"] = torch.cat(pixels).to(device)
             inputs["num_visual_tokens"] = [m for job in batch for m in job.budgets]
         params = batch[0].params
-        sampled = params.temperature > 0
         config = GenerationConfig(
-            max_new_tokens=max(job.max_tokens for job in batch),
-            do_sample=sampled,
-            temperature=params.temperature if sampled else None,
-            top_p=params.top_p if sampled else None,
+            **generation_kwargs(
+                max(job.max_tokens for job in batch), params.temperature, params.top_p
+            ),
             pad_token_id=pad,
             eos_token_id=sorted(self.eos_ids) or None,
         )
