@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,6 +183,41 @@ def worker(mode: str, data: Path, out: Path, steps: int) -> None:
     end_process_group()  # as `mqt-llava train` does: not left to interpreter exit
 
 
+# On CPU, torch's gloo runtime now and then aborts a rank with this C++ message (seen in about
+# 1 run in 5 on a loaded 2-core machine, at any step, DDP, FSDP and ZeRO alike). It is a crash of
+# the runtime, not a numerical result.
+GLOO_ABORT = "terminate called without an active exception"
+
+
+def run_relaunching(
+    command: list[str],
+    env: dict[str, str],
+    *,
+    label: str,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+    before_relaunch: Callable[[], None] | None = None,
+    attempts: int = 3,
+) -> subprocess.CompletedProcess:
+    """Runs a `torchrun` command, launching it again (up to `attempts` runs in all) while a rank
+    aborted inside gloo, and says so on stderr. `before_relaunch` clears what the aborted run
+    left (its checkpoints would make `mqt-llava train` refuse its output_dir). Any other
+    failure is returned at once."""
+    attempt = 1
+    while True:
+        done = subprocess.run(
+            command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+        )
+        if done.returncode == 0 or GLOO_ABORT not in done.stderr or attempt == attempts:
+            return done
+        print(
+            f"{label}: a rank aborted inside gloo (attempt {attempt}); relaunching", file=sys.stderr
+        )
+        if before_relaunch is not None:
+            before_relaunch()
+        attempt += 1
+
+
 def launch(mode: str, data: Path, out: Path, steps: int) -> dict:
     script = [str(Path(__file__).resolve()), "--worker", mode, "--data", str(data)]
     script += ["--out", str(out), "--steps", str(steps)]
@@ -191,20 +227,7 @@ def launch(mode: str, data: Path, out: Path, steps: int) -> dict:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
         command += ["--nproc_per_node", "2", *script]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    for attempt in range(3):
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        # On CPU, torch's gloo runtime now and then aborts a rank with this C++ message (seen in
-        # about 1 run in 5 on a loaded 2-core machine, at any step, DDP or FSDP alike). It is a
-        # crash of the runtime, not a numerical result: launch again, and say so.
-        if (
-            done.returncode == 0
-            or "terminate called without an active exception" not in done.stderr
-        ):
-            break
-        print(
-            f"{mode}: a rank aborted inside gloo (attempt {attempt + 1}); relaunching",
-            file=sys.stderr,
-        )
+    done = run_relaunching(command, env, label=mode)
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-3000:] + done.stderr[-6000:])
         raise SystemExit(f"{mode} run failed (exit {done.returncode})")

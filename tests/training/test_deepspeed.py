@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 pytest.importorskip("deepspeed")
 
@@ -26,6 +26,7 @@ from mqt_llava.training.logs import read_log, read_losses
 from mqt_llava.training.recipe import train
 
 ROOT = Path(__file__).resolve().parents[2]
+check_distributed = load_script("check_distributed")  # its gloo-abort relaunch
 STEPS = 4
 # ZeRO-2 keeps the fp32 master weights as flat partitions and reduces gradients in buckets, so
 # sums run in another order than in one process: equal to float32 rounding (measured ≤ 1e-6).
@@ -67,16 +68,16 @@ def _torchrun(recipe: Path, overrides: list[str], out: Path) -> None:
             "TORCH_EXTENSIONS_DIR", str(ROOT / "build" / "torch_extensions")
         ),
     }
-    for _ in range(3):
-        done = subprocess.run(
-            command, env=env, cwd=out.parent, capture_output=True, text=True, timeout=600
-        )
-        # torch's gloo runtime now and then aborts a rank on a loaded CPU (see
-        # scripts/check_distributed.py): a crash of the runtime, not a result. Run it again from
-        # nothing: the aborted run's checkpoints would make the next one refuse its output_dir.
-        if done.returncode == 0 or "terminate called without" not in done.stderr:
-            break
-        shutil.rmtree(out, ignore_errors=True)
+    # A rank aborted inside gloo is a crash of the runtime, not a result: run it again from
+    # nothing, since the aborted run's checkpoints would make the next one refuse its output_dir.
+    done = check_distributed.run_relaunching(
+        command,
+        env,
+        label=out.name,
+        cwd=out.parent,
+        timeout=600,
+        before_relaunch=lambda: shutil.rmtree(out, ignore_errors=True),
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-6000:]
 
 
