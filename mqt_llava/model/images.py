@@ -45,10 +45,11 @@ def load_image(image: ImageInput) -> Image.Image:
     """Opens an image and returns it as an 8-bit RGB PIL image.
 
     Modes are converted, not refused: transparency (RGBA, LA, P with a transparent colour) is
-    composited over white, as `transformers`' image processors do; 16-bit and 32-bit greyscale are
-    rescaled to 8 bits (not clipped); CMYK, YCbCr, L, 1 and palettes convert with Pillow. EXIF
-    orientation is applied (a corrupt EXIF block is ignored) and the result carries no EXIF, so
-    loading the result again gives the same image.
+    composited over white, as `transformers`' image processors do; 16-bit and 32-bit greyscale
+    are rescaled to 8 bits from their type's range, not clipped (values up to 255 are 8-bit, up
+    to 65535 16-bit, above that 32-bit; float images in [0, 1] are scaled by 255); CMYK, YCbCr,
+    L, 1 and palettes convert with Pillow. EXIF orientation is applied (a corrupt EXIF block is
+    ignored) and the result carries no EXIF, so loading the result again gives the same image.
 
     Args:
         image: A path, encoded bytes, a PIL image, or an (H, W), (H, W, 3) or (H, W, 4) uint8 array.
@@ -208,9 +209,13 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if out.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         values = np.asarray(out, dtype=np.float64)
         peak = values.max() if values.size else 0.0
+        # The range is read off the peak, as the modes do not say it: Pillow opens 16-bit PNGs
+        # as 32-bit "I", and float images come in [0, 1] or in an integer type's range.
         if out.mode == "F" and peak <= 1.0:
             values = values * 255.0
-        elif peak > 255:  # 16-bit data (32-bit "I" holding 16-bit PNG values included)
+        elif peak > 65535:  # 32-bit data: the full range of a signed 32-bit integer
+            values = values * (255.0 / (2**31 - 1))
+        elif peak > 255:  # 16-bit data
             values = values / 257.0
         grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
         out = Image.fromarray(grey).convert("RGB")

@@ -148,8 +148,25 @@ def test_image_far_larger_than_the_input_is_resized(tiny):
         (lambda: Image.fromarray(np.full((4, 4), 65535, dtype=np.uint16)), (255, 255, 255)),
         (lambda: Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16)), (128, 128, 128)),
         (lambda: Image.new("1", (4, 4), 1), (255, 255, 255)),
+        (lambda: Image.fromarray(np.full((4, 4), 2**31 - 1, dtype=np.int32)), (255, 255, 255)),
+        (lambda: Image.fromarray(np.full((4, 4), 2**30, dtype=np.int32)), (128, 128, 128)),
+        (lambda: Image.fromarray(np.full((4, 4), 200, dtype=np.int32)), (200, 200, 200)),
+        (lambda: Image.fromarray(np.full((4, 4), 0.5, dtype=np.float32)), (128, 128, 128)),
     ],
-    ids=["rgba-transparent", "rgba-opaque", "L", "P", "CMYK", "16bit-max", "16bit-half", "1bit"],
+    ids=[
+        "rgba-transparent",
+        "rgba-opaque",
+        "L",
+        "P",
+        "CMYK",
+        "16bit-max",
+        "16bit-half",
+        "1bit",
+        "32bit-max",
+        "32bit-half",
+        "32bit-holding-8bit",
+        "float-half",
+    ],
 )
 def test_unusual_modes_convert_to_rgb(make, expected):
     img = load_image(make())
@@ -161,6 +178,15 @@ def test_sixteen_bit_png_file_round_trip(tmp_path):
     path = tmp_path / "deep.png"
     Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16)).save(path)
     assert load_image(path).getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_a_32_bit_tiff_ramp_is_rescaled_not_clipped(tmp_path):
+    # A 32-bit greyscale TIFF over the whole signed range: clipped at 16 bits it was 0 then all 255.
+    path = tmp_path / "ramp.tiff"
+    ramp = np.linspace(0, 2**31 - 1, 8).astype(np.int32).reshape(1, 8)
+    Image.fromarray(ramp).save(path)
+    grey = [load_image(path).getpixel((x, 0))[0] for x in range(8)]
+    assert grey == [0, 36, 73, 109, 146, 182, 219, 255]
 
 
 def test_arrays_and_bytes_are_accepted():
