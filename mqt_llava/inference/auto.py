@@ -89,6 +89,8 @@ def print_answers(
     import time
 
     budgets = [check_budget(m, vlm.max_visual_tokens) for m in budgets]  # all, before any work
+    if AUTO in budgets:  # a missing or malformed policy file fails before the table starts
+        policy = load_policy(policy, model_folder(vlm.model))
     print(f"{'tokens':>8}  {'seconds':>7}  {'GFLOPs':>7}  answer")
     cost = PrefillCost(vlm.model.config)
     for m in budgets:

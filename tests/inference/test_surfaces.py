@@ -70,6 +70,20 @@ def test_ask_command_errors_are_one_line(examples, capsys, budgets, message):
     assert code == 2 and message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("content", [None, "{not json"], ids=["missing", "malformed"])
+def test_a_bad_policy_file_is_refused_before_any_output(examples, tmp_path, capsys, content):
+    image, question = examples[0]
+    policy = tmp_path / "policy.json"
+    if content is not None:
+        policy.write_text(content)
+    argv = ["ask", question, "--image", str(image), "--num-visual-tokens", "4,auto",
+            "--budget-policy", str(policy)]  # fmt: skip
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert "budget policy file" in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
 @pytest.fixture(scope="module")
 def shapes_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("shapes")
