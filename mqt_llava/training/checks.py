@@ -14,6 +14,10 @@ from pathlib import Path
 from .config import CONFIGS_DIR, RecipeConfig
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
+PREFIX_WITH_CHECKPOINTING = (
+    "shared_prefix_loss cannot apply with training.activation_checkpointing: recomputed layers "
+    "would fill the prefix cache twice; turn one of them off."
+)
 
 
 def model_num_queries(config: RecipeConfig) -> int:
@@ -41,7 +45,8 @@ def check_applicable(config: RecipeConfig) -> None:
     Checked: `model` is a model folder; `model_init.dtype`; the budget
     policy against the model's M; `training` keys are `TrainingArguments` fields and
     `training.deepspeed` / `training.fsdp_config` name a shipped config or an existing file;
-    `feature_cache` only with a frozen vision tower; a curriculum's budgets and its max_steps.
+    `feature_cache` only with a frozen vision tower; `shared_prefix_loss` only without
+    activation checkpointing; a curriculum's budgets and its max_steps.
     """
     from .sampler import BudgetSampler
 
@@ -69,6 +74,9 @@ def check_applicable(config: RecipeConfig) -> None:
     if config.data.sampling == "per-step" and not config.training.get("max_steps"):
         raise ValueError("data.sampling=per-step needs training.max_steps (steps, not epochs).")
     check_training_section(config.training)
+    checkpointing = ("activation_checkpointing", "gradient_checkpointing")
+    if config.shared_prefix_loss and any(config.training.get(key) for key in checkpointing):
+        raise ValueError(PREFIX_WITH_CHECKPOINTING)
     if getattr(config, "feature_cache", False) and "vision_tower" in config.train_modules:
         raise ValueError(
             "feature_cache cannot apply while the vision tower trains (train_modules holds "

@@ -29,6 +29,7 @@ from transformers.utils import logging
 from ..data.collator import expand_image_placeholders
 from ..model.modeling import labelled_columns
 from .batching import ModalityLengthGroupedSampler
+from .checks import PREFIX_WITH_CHECKPOINTING
 from .curriculum import CurriculumSampler
 from .prefix import shared_prefix_length, with_prefix_cache
 from .sampler import BudgetSampler
@@ -67,10 +68,7 @@ class MQTTrainer(Trainer):
     ):
         super().__init__(*args, **kwargs)
         if shared_prefix_loss and self.args.gradient_checkpointing:
-            raise ValueError(
-                "shared_prefix_loss cannot apply with training.activation_checkpointing: "
-                "recomputed layers would fill the prefix cache twice; turn one of them off."
-            )
+            raise ValueError(PREFIX_WITH_CHECKPOINTING)
         self.shared_prefix_loss = shared_prefix_loss
         self.labelled_logits_only = labelled_logits_only
         self.curriculum = curriculum  # (until_step, dataset indices) per phase

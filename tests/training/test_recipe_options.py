@@ -38,6 +38,10 @@ def test_one_override_fine_tunes_a_model_folder(tiny_dir, capsys):
         (["data.sampling=per-step"], "data.sampling=per-step needs training.max_steps"),
         (["lr_schedule=linear"], "lr_schedule must be null"),
         (["export.adapter=true"], "export.adapter needs `lora`"),
+        (
+            ["shared_prefix_loss=true", "training.activation_checkpointing=true"],
+            "shared_prefix_loss cannot apply with training.activation_checkpointing",
+        ),
     ],
 )
 def test_print_config_refuses_an_option_that_cannot_apply(tiny_dir, capsys, overrides, message):
