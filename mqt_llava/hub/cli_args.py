@@ -22,10 +22,14 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     )
     bits = parser.add_mutually_exclusive_group()
     bits.add_argument(
-        "--load-8bit", action="store_true", help="8-bit LM weights (bitsandbytes, NVIDIA GPU)"
+        "--load-8bit",
+        action="store_true",
+        help="8-bit LM weights (bitsandbytes; NVIDIA GPU, or CPU from bitsandbytes 0.50)",
     )
     bits.add_argument(
-        "--load-4bit", action="store_true", help="4-bit LM weights (bitsandbytes, NVIDIA GPU)"
+        "--load-4bit",
+        action="store_true",
+        help="4-bit LM weights (bitsandbytes; NVIDIA GPU, or CPU from bitsandbytes 0.50)",
     )
 
 

@@ -109,5 +109,4 @@ def test_without_this_package_through_the_repository_code(
 def test_published_repo_loads_with_plain_transformers(published, tmp_path, manifest, fixture_dir):
     output = _load_in_fresh_python(SCRIPT, published, tmp_path, fixture_dir)
     assert output["tokens"] == _reference(manifest)
-    if not output["registered_on_import"]:
-        pytest.xfail("`import mqt_llava` does not register the Auto classes yet (issue 14)")
+    assert output["registered_on_import"], "`import mqt_llava` did not register the Auto classes"
